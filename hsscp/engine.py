@@ -290,7 +290,6 @@ class Engine:
     def _ae_7(self) -> None:
         self._negotiated(self.request, self.response)
         self._send(self.response)
-        self._emit(AssociationAccepted(self.response))
 
     def _ae_8(self) -> None:
         self._send(self._pdu)

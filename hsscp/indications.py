@@ -20,7 +20,7 @@ class AssociationRequested:
 
 @dataclass(frozen=True, slots=True)
 class AssociationAccepted:
-    """A-ASSOCIATE confirmation (accept); for the acceptor, its own accept has gone out."""
+    """A-ASSOCIATE confirmation (accept), on the requestor side."""
 
     response: AAssociateAC
 
