@@ -1,0 +1,623 @@
+"""DIMSE messages for verification and storage (PS3.7), without I/O.
+
+* Command sets: :func:`encode_command` / :func:`decode_command` for C-ECHO and
+  C-STORE; any other command decodes to :class:`UnknownCommand`.
+* Sending: :func:`iter_fragments` cuts a message into PDV payloads (views,
+  never copies).
+* Receiving: :class:`MessageAssembler` rebuilds messages from PDV payload
+  chunks and streams data set bytes into a :class:`DatasetSink`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterable, Iterator
+from enum import IntEnum
+from typing import ClassVar, Protocol
+
+import msgspec
+
+from hsscp.errors import AbortReason, RemoteProtocolError
+
+# Command Field values (PS3.7 E.1); the names only serve logging.
+COMMAND_NAMES: dict[int, str] = {
+    0x0001: "C-STORE-RQ",
+    0x8001: "C-STORE-RSP",
+    0x0010: "C-GET-RQ",
+    0x8010: "C-GET-RSP",
+    0x0020: "C-FIND-RQ",
+    0x8020: "C-FIND-RSP",
+    0x0021: "C-MOVE-RQ",
+    0x8021: "C-MOVE-RSP",
+    0x0030: "C-ECHO-RQ",
+    0x8030: "C-ECHO-RSP",
+    0x0FFF: "C-CANCEL-RQ",
+    0x0100: "N-EVENT-REPORT-RQ",
+    0x8100: "N-EVENT-REPORT-RSP",
+    0x0110: "N-GET-RQ",
+    0x8110: "N-GET-RSP",
+    0x0120: "N-SET-RQ",
+    0x8120: "N-SET-RSP",
+    0x0130: "N-ACTION-RQ",
+    0x8130: "N-ACTION-RSP",
+    0x0140: "N-CREATE-RQ",
+    0x8140: "N-CREATE-RSP",
+    0x0150: "N-DELETE-RQ",
+    0x8150: "N-DELETE-RSP",
+}
+C_STORE_RQ = 0x0001
+C_STORE_RSP = 0x8001
+C_ECHO_RQ = 0x0030
+C_ECHO_RSP = 0x8030
+C_CANCEL_RQ = 0x0FFF
+
+VERIFICATION_SOP_CLASS = "1.2.840.10008.1.1"
+SUCCESS = 0x0000
+NO_DATASET = 0x0101  # CommandDataSetType: any other value means a data set follows
+DATASET_PRESENT = 0x0001
+
+
+class Status(IntEnum):
+    """Status codes a Storage SCP answers with (PS3.4 B.2.3, PS3.7 C)."""
+
+    SUCCESS = 0x0000
+    PROCESSING_FAILURE = 0x0110
+    SOP_CLASS_NOT_SUPPORTED = 0x0122
+    OUT_OF_RESOURCES = 0xA700
+    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
+    CANNOT_UNDERSTAND = 0xC000
+    NO_HANDLER = 0xC211  # pynetdicom: the storage handler raised or is missing
+    COERCION_OF_DATA_ELEMENTS = 0xB000
+    ELEMENTS_DISCARDED = 0xB006
+    DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
+
+
+class Priority(IntEnum):
+    """C-STORE-RQ / C-FIND-RQ Priority (0000,0700)."""
+
+    MEDIUM = 0x0000
+    HIGH = 0x0001
+    LOW = 0x0002
+
+
+def command_name(command_field: int) -> str:
+    """Name of a Command Field for logs, hex for values PS3.7 does not define."""
+    return COMMAND_NAMES.get(command_field, f"0x{command_field:04X}")
+
+
+def status_category(status: int) -> str:
+    """Classify a status as success, warning, failure, cancel or pending (PS3.7 C)."""
+    if status == SUCCESS:
+        return "success"
+    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
+        return "warning"
+    if status == 0xFE00:
+        return "cancel"
+    if status in (0xFF00, 0xFF01):
+        return "pending"
+    return "failure"
+
+
+# Group 0000 element numbers; the group is always 0000 so the element is the tag.
+_GROUP_LENGTH = 0x0000
+_AFFECTED_SOP_CLASS_UID = 0x0002
+_COMMAND_FIELD = 0x0100
+_MESSAGE_ID = 0x0110
+_MESSAGE_ID_BEING_RESPONDED_TO = 0x0120
+_PRIORITY = 0x0700
+_DATASET_TYPE = 0x0800
+_STATUS = 0x0900
+_OFFENDING_ELEMENT = 0x0901
+_ERROR_COMMENT = 0x0902
+_ERROR_ID = 0x0903
+_AFFECTED_SOP_INSTANCE_UID = 0x1000
+_MOVE_ORIGINATOR_AET = 0x1030
+_MOVE_ORIGINATOR_MESSAGE_ID = 0x1031
+
+_LO_MAX = 64
+
+_ELEMENT = struct.Struct("<HHI")
+_US_ELEMENT = struct.Struct("<HHIH")
+_UL_ELEMENT = struct.Struct("<HHII")
+_AT_VALUE = struct.Struct("<HH")
+
+
+# --- encoding helpers -------------------------------------------------------
+
+
+def _enc_us(tag: int, value: int) -> bytes:
+    return _US_ELEMENT.pack(0, tag, 2, value)
+
+
+def _enc_raw(tag: int, raw: bytes, pad: bytes) -> bytes:
+    if len(raw) & 1:
+        raw += pad
+    return _ELEMENT.pack(0, tag, len(raw)) + raw
+
+
+def _enc_uid(tag: int, uid: str) -> bytes:
+    return _enc_raw(tag, uid.encode("ascii"), b"\0")
+
+
+def _enc_text(tag: int, text: str) -> bytes:
+    return _enc_raw(tag, text.encode("ascii", "replace"), b" ")
+
+
+def _enc_tags(tag: int, tags: list[int]) -> bytes:
+    return _enc_raw(tag, b"".join(_AT_VALUE.pack(t >> 16, t & 0xFFFF) for t in tags), b"")
+
+
+# --- commands ---------------------------------------------------------------
+
+
+class CEchoRQ(msgspec.Struct, frozen=True, gc=False):
+    message_id: int
+    affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+
+    command_field: ClassVar[int] = C_ECHO_RQ
+    has_dataset: ClassVar[bool] = False
+
+    def _encode_body(self) -> list[bytes]:
+        parts = [_enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid)]
+        parts += (_enc_us(_COMMAND_FIELD, C_ECHO_RQ), _enc_us(_MESSAGE_ID, self.message_id))
+        parts.append(_enc_us(_DATASET_TYPE, NO_DATASET))
+        return parts
+
+
+class CEchoRSP(msgspec.Struct, frozen=True, gc=False):
+    message_id_being_responded_to: int
+    status: int = SUCCESS
+    affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+
+    command_field: ClassVar[int] = C_ECHO_RSP
+    has_dataset: ClassVar[bool] = False
+
+    def _encode_body(self) -> list[bytes]:
+        parts = []
+        if self.affected_sop_class_uid:
+            parts.append(_enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid))
+        parts.append(_enc_us(_COMMAND_FIELD, C_ECHO_RSP))
+        parts.append(_enc_us(_MESSAGE_ID_BEING_RESPONDED_TO, self.message_id_being_responded_to))
+        parts.append(_enc_us(_DATASET_TYPE, NO_DATASET))
+        parts.append(_enc_us(_STATUS, self.status))
+        return parts
+
+
+class CStoreRQ(msgspec.Struct, frozen=True, gc=False):
+    message_id: int
+    affected_sop_class_uid: str
+    affected_sop_instance_uid: str
+    priority: int = Priority.MEDIUM
+    move_originator_aet: str | None = None
+    move_originator_message_id: int | None = None
+
+    command_field: ClassVar[int] = C_STORE_RQ
+    has_dataset: ClassVar[bool] = True
+
+    def _encode_body(self) -> list[bytes]:
+        parts = [
+            _enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid),
+            _enc_us(_COMMAND_FIELD, C_STORE_RQ),
+            _enc_us(_MESSAGE_ID, self.message_id),
+            _enc_us(_PRIORITY, self.priority),
+            _enc_us(_DATASET_TYPE, DATASET_PRESENT),
+            _enc_uid(_AFFECTED_SOP_INSTANCE_UID, self.affected_sop_instance_uid),
+        ]
+        if self.move_originator_aet is not None:
+            parts.append(_enc_text(_MOVE_ORIGINATOR_AET, self.move_originator_aet))
+        if self.move_originator_message_id is not None:
+            parts.append(_enc_us(_MOVE_ORIGINATOR_MESSAGE_ID, self.move_originator_message_id))
+        return parts
+
+
+class CStoreRSP(msgspec.Struct, frozen=True, gc=False):
+    message_id_being_responded_to: int
+    status: int = SUCCESS
+    affected_sop_class_uid: str = ""
+    affected_sop_instance_uid: str = ""
+    error_comment: str | None = None
+    offending_element: list[int] | None = None
+    error_id: int | None = None
+
+    command_field: ClassVar[int] = C_STORE_RSP
+    has_dataset: ClassVar[bool] = False
+
+    def _encode_body(self) -> list[bytes]:
+        parts = []
+        if self.affected_sop_class_uid:
+            parts.append(_enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid))
+        parts.append(_enc_us(_COMMAND_FIELD, C_STORE_RSP))
+        parts.append(_enc_us(_MESSAGE_ID_BEING_RESPONDED_TO, self.message_id_being_responded_to))
+        parts.append(_enc_us(_DATASET_TYPE, NO_DATASET))
+        parts.append(_enc_us(_STATUS, self.status))
+        if self.offending_element is not None:
+            parts.append(_enc_tags(_OFFENDING_ELEMENT, self.offending_element))
+        if self.error_comment is not None:
+            # LO holds at most 64 characters; strict peers reject longer values.
+            parts.append(_enc_text(_ERROR_COMMENT, self.error_comment[:_LO_MAX]))
+        if self.error_id is not None:
+            parts.append(_enc_us(_ERROR_ID, self.error_id))
+        if self.affected_sop_instance_uid:
+            parts.append(_enc_uid(_AFFECTED_SOP_INSTANCE_UID, self.affected_sop_instance_uid))
+        return parts
+
+
+class UnknownCommand(msgspec.Struct, frozen=True, gc=False):
+    """A command this module does not model; ``elements`` maps tag to raw value."""
+
+    command_field: int
+    message_id: int | None
+    elements: dict[int, bytes]
+    has_dataset: bool = False
+    message_id_being_responded_to: int | None = None
+
+    def _encode_body(self) -> list[bytes]:
+        return [
+            _ELEMENT.pack(0, tag, len(raw)) + raw
+            for tag, raw in sorted(self.elements.items())
+            if tag != _GROUP_LENGTH
+        ]
+
+
+Command = CEchoRQ | CEchoRSP | CStoreRQ | CStoreRSP | UnknownCommand
+
+
+def encode_command(command: Command) -> bytes:
+    """Encode ``command`` as an Implicit VR Little Endian group 0000 command set."""
+    body = b"".join(command._encode_body())
+    return _UL_ELEMENT.pack(0, _GROUP_LENGTH, 4, len(body)) + body
+
+
+# --- decoding ---------------------------------------------------------------
+
+
+def _invalid(message: str) -> RemoteProtocolError:
+    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)
+
+
+def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
+    buf = data if type(data) is bytes else bytes(data)
+    unpack = _ELEMENT.unpack_from
+    end = len(buf)
+    pos = 0
+    elements: dict[int, bytes] = {}
+    while pos < end:
+        if end - pos < 8:
+            raise _invalid(f"command set truncated inside an element header at byte {pos}")
+        group, tag, length = unpack(buf, pos)
+        if group != 0:
+            raise _invalid(f"command set holds element ({group:04X},{tag:04X}) outside group 0000")
+        pos += 8
+        stop = pos + length
+        if stop > end:
+            raise _invalid(f"command element (0000,{tag:04X}) length {length} overruns the set")
+        elements[tag] = buf[pos:stop]
+        pos = stop
+    return elements
+
+
+def _us(raw: bytes, tag: int) -> int:
+    if len(raw) != 2:
+        raise _invalid(f"command element (0000,{tag:04X}) is US but {len(raw)} bytes long")
+    return int.from_bytes(raw, "little")
+
+
+def _required_us(elements: dict[int, bytes], tag: int) -> int:
+    raw = elements.get(tag)
+    if raw is None:
+        raise _invalid(f"command set lacks required element (0000,{tag:04X})")
+    return _us(raw, tag)
+
+
+def _optional_us(elements: dict[int, bytes], tag: int) -> int | None:
+    raw = elements.get(tag)
+    return None if raw is None else _us(raw, tag)
+
+
+def _uid(elements: dict[int, bytes], tag: int) -> str:
+    raw = elements.get(tag)
+    if raw is None:
+        return ""
+    try:
+        return raw.rstrip(b"\0 ").decode("ascii")
+    except UnicodeDecodeError:
+        raise _invalid(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
+
+
+def _text(elements: dict[int, bytes], tag: int) -> str | None:
+    raw = elements.get(tag)
+    # The command set has no character set: keep going on stray bytes.
+    return None if raw is None else raw.decode("ascii", "replace").strip(" \0")
+
+
+def _tags(elements: dict[int, bytes], tag: int) -> list[int] | None:
+    raw = elements.get(tag)
+    if raw is None:
+        return None
+    if len(raw) % 4:
+        raise _invalid(f"command element (0000,{tag:04X}) is AT but {len(raw)} bytes long")
+    return [group << 16 | elem for group, elem in _AT_VALUE.iter_unpack(raw)]
+
+
+def _decode_echo_rq(el: dict[int, bytes]) -> CEchoRQ:
+    return CEchoRQ(_required_us(el, _MESSAGE_ID), _uid(el, _AFFECTED_SOP_CLASS_UID))
+
+
+def _decode_echo_rsp(el: dict[int, bytes]) -> CEchoRSP:
+    return CEchoRSP(
+        _required_us(el, _MESSAGE_ID_BEING_RESPONDED_TO),
+        _required_us(el, _STATUS),
+        _uid(el, _AFFECTED_SOP_CLASS_UID),
+    )
+
+
+def _decode_store_rq(el: dict[int, bytes]) -> CStoreRQ:
+    return CStoreRQ(
+        _required_us(el, _MESSAGE_ID),
+        _uid(el, _AFFECTED_SOP_CLASS_UID),
+        _uid(el, _AFFECTED_SOP_INSTANCE_UID),
+        _optional_us(el, _PRIORITY) or 0,  # required, but harmless to default
+        _text(el, _MOVE_ORIGINATOR_AET),
+        _optional_us(el, _MOVE_ORIGINATOR_MESSAGE_ID),
+    )
+
+
+def _decode_store_rsp(el: dict[int, bytes]) -> CStoreRSP:
+    return CStoreRSP(
+        _required_us(el, _MESSAGE_ID_BEING_RESPONDED_TO),
+        _required_us(el, _STATUS),
+        _uid(el, _AFFECTED_SOP_CLASS_UID),
+        _uid(el, _AFFECTED_SOP_INSTANCE_UID),
+        _text(el, _ERROR_COMMENT),
+        _tags(el, _OFFENDING_ELEMENT),
+        _optional_us(el, _ERROR_ID),
+    )
+
+
+def _decode_unknown(field: int, el: dict[int, bytes], has_dataset: bool) -> UnknownCommand:
+    # Responses and C-CANCEL-RQ carry the ID of the request they refer to.
+    if field & 0x8000 or field == C_CANCEL_RQ:
+        responded_to = _required_us(el, _MESSAGE_ID_BEING_RESPONDED_TO)
+        return UnknownCommand(field, _optional_us(el, _MESSAGE_ID), el, has_dataset, responded_to)
+    return UnknownCommand(field, _required_us(el, _MESSAGE_ID), el, has_dataset)
+
+
+_DECODERS: dict[int, Callable[[dict[int, bytes]], Command]] = {
+    C_STORE_RQ: _decode_store_rq,
+    C_STORE_RSP: _decode_store_rsp,
+    C_ECHO_RQ: _decode_echo_rq,
+    C_ECHO_RSP: _decode_echo_rsp,
+}
+
+
+def decode_command(data: bytes | bytearray | memoryview) -> Command:
+    """Decode an Implicit VR Little Endian command set received from a peer.
+
+    The group length is not checked (peers differ); anything else malformed
+    raises :class:`RemoteProtocolError`.
+    """
+    elements = _parse_elements(data)
+    field = _required_us(elements, _COMMAND_FIELD)
+    has_dataset = _required_us(elements, _DATASET_TYPE) != NO_DATASET
+    decoder = _DECODERS.get(field)
+    if decoder is None:
+        return _decode_unknown(field, elements, has_dataset)
+    command = decoder(elements)
+    if command.has_dataset != has_dataset:
+        raise _invalid(
+            f"{command_name(field)} with CommandDataSetType saying "
+            f"{'a' if has_dataset else 'no'} data set follows"
+        )
+    return command
+
+
+# --- fragmentation ----------------------------------------------------------
+
+_COMMAND_MORE = 0x01
+_COMMAND_LAST = 0x03
+_DATASET_MORE = 0x00
+_DATASET_LAST = 0x02
+_EMPTY = memoryview(b"")
+
+
+def _as_bytes_view(obj: object) -> memoryview:
+    view = memoryview(obj)  # type: ignore[arg-type]
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def _split(
+    view: memoryview, max_pdv_data: int, more: int, last: int
+) -> Iterator[tuple[int, memoryview]]:
+    last_start = max(len(view) - 1, 0) // max_pdv_data * max_pdv_data
+    for start in range(0, last_start, max_pdv_data):
+        yield more, view[start : start + max_pdv_data]
+    yield last, view[last_start:]
+
+
+def _split_chunks(chunks: Iterable[object], max_pdv_data: int) -> Iterator[tuple[int, memoryview]]:
+    # Hold one chunk back: only once the next one exists do we know it is not the last.
+    pending: memoryview | None = None
+    for chunk in chunks:
+        view = _as_bytes_view(chunk)
+        if not view:
+            continue
+        if pending is not None:
+            yield from _split(pending, max_pdv_data, _DATASET_MORE, _DATASET_MORE)
+        pending = view
+    if pending is None:
+        pending = _EMPTY
+    yield from _split(pending, max_pdv_data, _DATASET_MORE, _DATASET_LAST)
+
+
+def iter_fragments(
+    command: bytes | bytearray | memoryview,
+    dataset: bytes | bytearray | memoryview | Iterable[bytes] | None,
+    max_pdv_data: int,
+) -> Iterator[tuple[int, memoryview]]:
+    """Yield ``(message_control_header, payload)`` for each PDV of one message.
+
+    ``dataset`` is None, a bytes-like object (sliced, never copied) or an
+    iterable of bytes-like chunks. Chunks are held one ahead, so an iterable
+    must not hand out the same buffer refilled in place.
+    """
+    if max_pdv_data < 1:
+        raise ValueError(f"max_pdv_data must be >= 1, got {max_pdv_data}")
+    return _fragments(command, dataset, max_pdv_data)
+
+
+def _fragments(
+    command: bytes | bytearray | memoryview,
+    dataset: object,
+    max_pdv_data: int,
+) -> Iterator[tuple[int, memoryview]]:
+    yield from _split(_as_bytes_view(command), max_pdv_data, _COMMAND_MORE, _COMMAND_LAST)
+    if dataset is None:
+        return
+    try:
+        view = _as_bytes_view(dataset)
+    except TypeError:
+        yield from _split_chunks(dataset, max_pdv_data)  # type: ignore[arg-type]
+    else:
+        yield from _split(view, max_pdv_data, _DATASET_MORE, _DATASET_LAST)
+
+
+# --- reassembly -------------------------------------------------------------
+
+
+class DatasetSink(Protocol):
+    """Receives one message's data set bytes as they arrive."""
+
+    def write(self, data: memoryview) -> None:
+        """Take the next bytes; ``data`` is only valid during the call."""
+
+    def finish(self) -> object:
+        """All bytes arrived; the result becomes ``DimseMessage.dataset``."""
+
+    def abort(self) -> None:
+        """The message will never complete: release what was kept."""
+
+
+class BytesSink:
+    """Collects the data set in memory; ``finish()`` returns the bytearray itself."""
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def write(self, data: memoryview) -> None:
+        self._buffer += data
+
+    def finish(self) -> bytearray:
+        return self._buffer
+
+    def abort(self) -> None:
+        self._buffer = bytearray()
+
+
+def _bytes_sink_factory(context_id: int, command: Command) -> DatasetSink:
+    return BytesSink()
+
+
+class DimseMessage(msgspec.Struct, frozen=True):
+    context_id: int
+    command: Command
+    dataset: object = None
+
+
+SinkFactory = Callable[[int, Command], DatasetSink]
+
+
+class MessageAssembler:
+    """Rebuilds DIMSE messages from PDV payload chunks, in arrival order."""
+
+    def __init__(
+        self, sink_factory: SinkFactory | None = None, max_command_length: int = 65536
+    ) -> None:
+        self._sink_factory = sink_factory or _bytes_sink_factory
+        self._max_command_length = max_command_length
+        self._context_id: int | None = None
+        self._command_buffer = bytearray()
+        self._command: Command | None = None
+        self._sink: DatasetSink | None = None
+        self.messages_received = 0
+
+    def feed(
+        self, context_id: int, control: int, chunk: memoryview, pdv_end: bool
+    ) -> DimseMessage | None:
+        """Take one chunk of a PDV; return the message it completes, if any.
+
+        ``control`` is the PDV's message control header; bits 2-7 are
+        ignored, as PS3.8 E.2 says they shall not be tested.
+        """
+        try:
+            if self._context_id is None:
+                self._context_id = context_id
+            elif context_id != self._context_id:
+                raise RemoteProtocolError(
+                    f"presentation context changed from {self._context_id} to "
+                    f"{context_id} in the middle of a message",
+                    AbortReason.UNEXPECTED_PDU_PARAMETER,
+                )
+            last = pdv_end and bool(control & 0x02)
+            if control & 0x01:
+                return self._feed_command(context_id, chunk, last)
+            return self._feed_dataset(context_id, chunk, last)
+        except Exception:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Drop the message in progress and abort its sink, if any."""
+        sink, self._sink = self._sink, None
+        self._reset()
+        if sink is not None:
+            sink.abort()
+
+    def _feed_command(self, context_id: int, chunk: memoryview, last: bool) -> DimseMessage | None:
+        if self._command is not None:
+            raise RemoteProtocolError(
+                "command fragment while receiving a data set", AbortReason.UNEXPECTED_PDU_PARAMETER
+            )
+        buffer = self._command_buffer
+        if len(buffer) + len(chunk) > self._max_command_length:
+            raise _invalid(f"command set longer than {self._max_command_length} bytes")
+        buffer += chunk
+        if not last:
+            return None
+        command = decode_command(buffer)
+        buffer.clear()
+        if not command.has_dataset:
+            return self._complete(context_id, command, None)
+        self._command = command
+        self._sink = self._sink_factory(context_id, command)
+        return None
+
+    def _feed_dataset(self, context_id: int, chunk: memoryview, last: bool) -> DimseMessage | None:
+        sink = self._sink
+        if sink is None:
+            if self._command_buffer:
+                problem = "before its command set is complete"
+            else:
+                problem = "without a command that announced one"
+            raise RemoteProtocolError(
+                f"data set fragment {problem}", AbortReason.UNEXPECTED_PDU_PARAMETER
+            )
+        sink.write(chunk)
+        if not last:
+            return None
+        command = self._command
+        assert command is not None
+        dataset = sink.finish()
+        self._sink = None
+        return self._complete(context_id, command, dataset)
+
+    def _complete(self, context_id: int, command: Command, dataset: object) -> DimseMessage:
+        self._reset()
+        self.messages_received += 1
+        return DimseMessage(context_id, command, dataset)
+
+    def _reset(self) -> None:
+        self._context_id = None
+        self._command = None
+        self._command_buffer.clear()
