@@ -91,11 +91,14 @@ class PresentationContextRQ:
     context_id: int
     abstract_syntax: str
     transfer_syntaxes: list[str] = field(default_factory=list)
+    # Reserved, "not tested"; DCMTK sends 0xFF in the middle one. Kept so a
+    # decoded PDU re-encodes byte for byte.
+    reserved: bytes = b"\0\0\0"
 
     def encode(self) -> bytes:
         subs = [pack_item(ABSTRACT_SYNTAX, self.abstract_syntax.encode("ascii"))]
         subs += [pack_item(TRANSFER_SYNTAX, ts.encode("ascii")) for ts in self.transfer_syntaxes]
-        return pack_item(PRESENTATION_CONTEXT_RQ, bytes((self.context_id, 0, 0, 0)) + b"".join(subs))
+        return pack_item(PRESENTATION_CONTEXT_RQ, bytes((self.context_id,)) + self.reserved + b"".join(subs))
 
     @classmethod
     def decode(cls, data: memoryview) -> PresentationContextRQ:
@@ -115,7 +118,7 @@ class PresentationContextRQ:
                 )
         if abstract is None or not transfer:
             raise invalid("presentation context lacks an abstract or transfer syntax")
-        return cls(data[0], abstract, transfer)
+        return cls(data[0], abstract, transfer, bytes(data[1:4]))
 
 
 @dataclass(slots=True)
