@@ -1,0 +1,196 @@
+"""The glue between an event-loop transport and one acceptor-side association engine.
+
+A :class:`asyncio.BufferedProtocol` (not ``Protocol``: uvloop would copy
+every read into a new bytes object): the loop reads straight into our
+buffer and the engine parses that buffer in place. Dataset bytes are copied
+once, from there into whatever sink the service chose.
+
+What to do with a request, a message or a timeout is the service's
+business (:class:`workers.service.AcceptorService`); this class only moves
+bytes, runs the timers and keeps DIMSE replies in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from collections import deque
+from typing import TYPE_CHECKING
+
+from hsscp.engine import Engine, Role
+from hsscp.errors import LocalProtocolError
+from hsscp.indications import (
+    Aborted,
+    AssociationRequested,
+    MessageReceived,
+    ReleaseConfirmed,
+    ReleaseRequested,
+)
+
+if TYPE_CHECKING:
+    from workers.service import AcceptorService
+
+log = logging.getLogger("hsscp.server")
+
+READ_BUFFER_SIZE = 256 * 1024
+
+
+class AcceptorProtocol(asyncio.BufferedProtocol):
+    """One accepted transport connection and the association on it."""
+
+    def __init__(self, service: AcceptorService) -> None:
+        self.service = service
+        self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory)
+        self.transport: asyncio.Transport | None = None
+        self.peer: tuple[str, int] = ("", 0)
+        self.assoc = None  # the API-level Association handlers see, made by the service
+        self.holds_slot = False
+        self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
+        self._busy = False
+        self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_kind = ""
+        self._deadline = 0.0
+        self._loop = asyncio.get_running_loop()
+
+    # -- transport callbacks ---------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # A request/response protocol stalls ~40 ms a message without it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.service.connection_opened(self)
+        self._after(self.engine.connection_made())
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self._timer_kind == "network":
+            self._deadline = self._loop.time() + self.service.network_timeout
+        self._after(self.engine.receive_data(self._buffer[:nbytes]))
+
+    def eof_received(self) -> bool:
+        return False  # let the transport close; connection_lost reports it
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        indications = self.engine.connection_lost()
+        self._pending.clear()
+        for indication in indications:
+            self.service.aborted(self, indication)
+        self.service.connection_closed(self)
+        self.transport = None
+
+    # -- driving the engine ------------------------------------------------------
+
+    def _after(self, indications: list) -> None:
+        """Act on what the engine said, then write, close and time as it now requires."""
+        for indication in indications:
+            if isinstance(indication, MessageReceived):
+                self._pending.append(indication)
+            elif isinstance(indication, AssociationRequested):
+                self.service.association_requested(self, indication.request)
+            elif isinstance(indication, ReleaseRequested | ReleaseConfirmed):
+                # An acceptor never asks for release itself, but answers a collision all the same.
+                if self.engine.state in ("Sta8", "Sta12"):
+                    self.send(self.engine.release_response())
+                    self.service.released(self)
+            elif isinstance(indication, Aborted):
+                self._pending.clear()
+                self.service.aborted(self, indication)
+        if self._pending and not self._busy:
+            self._next_message()
+        self.flush()
+
+    def flush(self) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        output, self._outgoing = self._outgoing, []
+        output += self.engine.pop_output()
+        if output:
+            transport.writelines(output)
+        if self.engine.close_requested:
+            self._cancel_timer()
+            transport.close()
+        else:
+            self._schedule_timer()
+
+    def send(self, buffers: list) -> None:
+        """Queue what an engine ``send_*`` call returned; ``flush`` writes it in order."""
+        self._outgoing += buffers
+
+    def _next_message(self) -> None:
+        self._busy = True
+        self.service.message_received(self, self._pending.popleft())
+
+    def reply(self, context_id: int, command, dataset=None) -> None:
+        """Send a DIMSE response (from the loop thread), then take the next request."""
+        self._busy = False
+        if self.engine.state in ("Sta6", "Sta8"):
+            try:
+                self.send(self.engine.send_message(context_id, command, dataset))
+            except LocalProtocolError:
+                log.debug("association ended before a reply could be sent")
+        if self._pending and self.engine.state in ("Sta6", "Sta8"):
+            self._next_message()
+        self.flush()
+
+    def abort(self) -> None:
+        """A-ABORT from our side (shutdown, network timeout), then close."""
+        if self.transport is None:
+            return
+        if self.engine.state not in ("Sta1", "Sta13"):
+            try:
+                self.send(self.engine.abort())
+            except LocalProtocolError:
+                pass
+        self.engine.close_requested = True
+        self.flush()
+
+    # -- timers: one handle, re-armed only when its deadline really passed ------
+
+    def _wanted_timer(self) -> tuple[str, float | None]:
+        if self.engine.artim_running:
+            return "artim", self.service.acse_timeout
+        if self.engine.state != "Sta1":
+            return "network", self.service.network_timeout
+        return "", None
+
+    def _schedule_timer(self) -> None:
+        kind, timeout = self._wanted_timer()
+        if kind == self._timer_kind:
+            return
+        self._cancel_timer()
+        if timeout is None:
+            return
+        self._timer_kind = kind
+        self._deadline = self._loop.time() + timeout
+        self._timer = self._loop.call_at(self._deadline, self._timer_fired)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_kind = ""
+
+    def _timer_fired(self) -> None:
+        now = self._loop.time()
+        if now < self._deadline:  # activity moved the deadline on: wait the rest
+            self._timer = self._loop.call_at(self._deadline, self._timer_fired)
+            return
+        kind = self._timer_kind
+        self._timer = None
+        self._timer_kind = ""
+        if kind == "artim":
+            log.info("ARTIM expired for %s:%s in %s", *self.peer[:2], self.engine.state)
+            self._after(self.engine.timer_expired())
+        else:
+            log.info("network timeout: no data from %s:%s, aborting", *self.peer[:2])
+            self.abort()
