@@ -1,0 +1,815 @@
+"""The Application Entity: pynetdicom's ``ApplicationEntity`` API over hsscp.
+
+Settings, presentation contexts and the entry points for requesting
+associations (:meth:`ApplicationEntity.associate`) and serving them
+(:meth:`ApplicationEntity.start_server`). The protocol work happens in
+:mod:`hsscp.association` (SCU) and :mod:`hsscp.server` (SCP), imported only
+when first used so that ``import hsscp`` stays light.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from pydicom.uid import UID
+
+from hsscp.acse import MAX_REQUESTED_CONTEXTS, AcceptorPolicy, LocalIdentity
+from hsscp.aet import in_form_of, normalize_ae_title
+from hsscp.events import normalize_handlers
+from hsscp.presentation import PresentationContext, build_context
+from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+
+__all__ = ["AE", "ApplicationEntity"]
+
+LOGGER = logging.getLogger("hsscp.ae")
+
+DEFAULT_AE_TITLE = b"HSSCP"
+DEFAULT_MAX_PDU = 16382
+_DEFAULT_ACSE_TIMEOUT = 30
+_DEFAULT_DIMSE_TIMEOUT = 30
+_DEFAULT_NETWORK_TIMEOUT = 60
+_VERSION_NAME_LENGTH = 16
+
+TransferSyntaxes = str | bytes | Iterable[str | bytes] | None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _timeout(value: Any, name: str, default: float) -> float | None:
+    """A valid timeout, or pynetdicom's answer to an invalid one: warn, use the default."""
+    if value is None or (_is_number(value) and value >= 0):
+        return value
+    LOGGER.warning("%s set to %s s (invalid value %r)", name, default, value)
+    return default
+
+
+def _as_uid(value: str | bytes) -> UID:
+    """`value` as the UID a context would hold (padding stripped, length checked)."""
+    context = PresentationContext()
+    context.abstract_syntax = value
+    return context.abstract_syntax  # type: ignore[return-value]
+
+
+def _syntax_list(transfer_syntax: TransferSyntaxes) -> list[str | bytes] | None:
+    if transfer_syntax is None:
+        return None
+    if isinstance(transfer_syntax, str | bytes):
+        return [transfer_syntax]
+    return list(transfer_syntax)
+
+
+def _copy(context: PresentationContext) -> PresentationContext:
+    """A copy the AE owns, so the caller's (or a module-level) context is never changed."""
+    copy = build_context(context.abstract_syntax, context.transfer_syntax)  # type: ignore[arg-type]
+    copy.scu_role, copy.scp_role = context.scu_role, context.scp_role
+    return copy
+
+
+def _check_contexts(contexts: Any) -> list[PresentationContext]:
+    if isinstance(contexts, PresentationContext) or not isinstance(contexts, Iterable):
+        raise ValueError("'contexts' must be a list of PresentationContext items")
+    contexts = list(contexts)
+    if not all(isinstance(context, PresentationContext) for context in contexts):
+        raise ValueError("'contexts' must be a list of PresentationContext items")
+    return contexts
+
+
+def _check_version_name(value: Any) -> str:
+    """Validate an Implementation Version Name (PS3.7 D.3.3.2.3: 1-16 chars of SH)."""
+    if isinstance(value, bytes | bytearray):
+        try:
+            text = bytes(value).decode("ascii")
+        except UnicodeDecodeError:
+            raise ValueError(f"Invalid 'implementation_version_name' value {value!r}: not ASCII") from None
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise TypeError("'implementation_version_name' must be str, bytes or None")
+    if not 0 < len(text) <= _VERSION_NAME_LENGTH or not text.strip(" "):
+        raise ValueError(
+            f"Invalid 'implementation_version_name' value {value!r}: "
+            f"must be 1 to {_VERSION_NAME_LENGTH} characters"
+        )
+    if "\\" in text or any(not 0x20 <= ord(ch) <= 0x7E for ch in text):
+        raise ValueError(
+            f"Invalid 'implementation_version_name' value {value!r}: "
+            "contains a backslash or control characters"
+        )
+    return text
+
+
+def _check_address(addr: Any, port: Any) -> None:
+    valid_tuple = (
+        isinstance(addr, tuple)
+        and len(addr) == 3
+        and isinstance(addr[0], str)
+        and all(isinstance(part, int) for part in addr[1:])
+    )
+    if not isinstance(addr, str) and not valid_tuple:
+        raise TypeError("'addr' must be str or tuple[str, int, int]")
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError("'port' must be int")
+
+
+class ApplicationEntity:
+    """Represents a DICOM Application Entity (AE).
+
+    An AE may be a Service Class Provider (SCP), a Service Class User (SCU)
+    or both.
+
+    Attributes (properties, validated when set): ``ae_title``,
+    ``acse_timeout`` (30 s), ``dimse_timeout`` (30 s), ``network_timeout``
+    (60 s), ``maximum_associations`` (10), ``maximum_pdu_size`` (16382, 0 is
+    unlimited), ``require_calling_aet`` ([]), ``require_called_aet`` (False),
+    ``implementation_class_uid``, ``implementation_version_name``,
+    ``requested_contexts``, ``supported_contexts``, ``active_associations``.
+    """
+
+    def __init__(self, ae_title: str | bytes = DEFAULT_AE_TITLE) -> None:
+        """Create a new Application Entity.
+
+        Parameters
+        ----------
+        ae_title : bytes or str, optional
+            The AE title of the Application Entity (default: ``b'HSSCP'``,
+            where pynetdicom's is ``'PYNETDICOM'``). Given as bytes it reads
+            back as 16 space-padded bytes, given as str it reads back as str.
+        """
+        self._ae_title: str | bytes = DEFAULT_AE_TITLE
+        self._ae_title_str = ""
+        self.ae_title = ae_title
+
+        self._implementation_uid = IMPLEMENTATION_CLASS_UID
+        self._implementation_version: str | bytes | None = IMPLEMENTATION_VERSION_NAME
+
+        self._requested_contexts: list[PresentationContext] = []
+        # Keyed by abstract syntax: an acceptor supports each one once.
+        self._supported_contexts: dict[str, PresentationContext] = {}
+
+        self._maximum_associations = 10
+        self._maximum_pdu_size = DEFAULT_MAX_PDU
+        self._acse_timeout: float | None = _DEFAULT_ACSE_TIMEOUT
+        self._dimse_timeout: float | None = _DEFAULT_DIMSE_TIMEOUT
+        self._network_timeout: float | None = _DEFAULT_NETWORK_TIMEOUT
+
+        self._require_calling_aet: list[str | bytes] = []
+        self._require_called_aet = False
+
+        self._lock = threading.Lock()
+        self._associations: list[Any] = []
+        self._servers: list[Any] = []
+
+    # -- identity ----------------------------------------------------------
+
+    @property
+    def ae_title(self) -> str | bytes:
+        """The local AE's AE title.
+
+        Set with bytes, it reads back as length 16 bytes (space padded), as
+        the API reference shows; set with str (as in pynetdicom 2+), as str
+        without padding. Leading and trailing spaces are not significant.
+        Raises ValueError for an empty, all-space or longer than 16 character
+        title, or one with a backslash, control or non-ASCII characters.
+        """
+        return self._ae_title
+
+    @ae_title.setter
+    def ae_title(self, value: str | bytes) -> None:
+        title = normalize_ae_title(value)
+        self._ae_title_str = title
+        self._ae_title = in_form_of(title, value)
+
+    @property
+    def implementation_class_uid(self) -> UID:
+        """The current Implementation Class UID as str (a pydicom UID)."""
+        return self._implementation_uid
+
+    @implementation_class_uid.setter
+    def implementation_class_uid(self, value: str) -> None:
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if not isinstance(value, str):
+            raise TypeError("'implementation_class_uid' must be str")
+        uid = value.rstrip("\0 ")
+        if not is_valid_uid(uid):
+            raise ValueError(f"Invalid 'implementation_class_uid' value '{uid}'")
+        self._implementation_uid = UID(uid)
+
+    @property
+    def implementation_version_name(self) -> str | bytes | None:
+        """The current Implementation Version Name, in the form it was set.
+
+        hsscp's own name (a str) by default; bytes (as the API reference
+        shows) or str of 1 to 16 characters may be set, or None to send no
+        Implementation Version Name item.
+        """
+        return self._implementation_version
+
+    @implementation_version_name.setter
+    def implementation_version_name(self, value: str | bytes | None) -> None:
+        if value is not None:
+            _check_version_name(value)
+        self._implementation_version = value
+
+    @property
+    def _implementation_version_name_str(self) -> str:
+        """The version name as the protocol sends it ("" for none)."""
+        value = self._implementation_version
+        if value is None:
+            return ""
+        return value.decode("ascii") if isinstance(value, bytes | bytearray) else value
+
+    # -- timeouts and limits ---------------------------------------------------
+
+    @property
+    def acse_timeout(self) -> float | None:
+        """The ACSE timeout value (in seconds).
+
+        The maximum amount of time (in seconds) to wait for association
+        related messages. A value of None means no timeout. (default: 30)
+        An invalid value is logged and replaced by the default, as in pynetdicom.
+        """
+        return self._acse_timeout
+
+    @acse_timeout.setter
+    def acse_timeout(self, value: float | None) -> None:
+        self._acse_timeout = _timeout(value, "acse_timeout", _DEFAULT_ACSE_TIMEOUT)
+        self._propagate("acse_timeout", self._acse_timeout)
+
+    @property
+    def dimse_timeout(self) -> float | None:
+        """The DIMSE timeout (in seconds).
+
+        The maximum amount of time (in seconds) to wait for DIMSE related
+        messages. A value of None means no timeout. (default: 30)
+        """
+        return self._dimse_timeout
+
+    @dimse_timeout.setter
+    def dimse_timeout(self, value: float | None) -> None:
+        self._dimse_timeout = _timeout(value, "dimse_timeout", _DEFAULT_DIMSE_TIMEOUT)
+        self._propagate("dimse_timeout", self._dimse_timeout)
+
+    @property
+    def network_timeout(self) -> float | None:
+        """The network timeout (in seconds).
+
+        The maximum amount of time (in seconds) to wait for network
+        messages. A value of None means no timeout. (default: 60)
+        """
+        return self._network_timeout
+
+    @network_timeout.setter
+    def network_timeout(self, value: float | None) -> None:
+        self._network_timeout = _timeout(value, "network_timeout", _DEFAULT_NETWORK_TIMEOUT)
+        self._propagate("network_timeout", self._network_timeout)
+
+    def _propagate(self, name: str, value: float | None) -> None:
+        # As in pynetdicom, a new timeout also applies to the live associations.
+        for assoc in self.active_associations:
+            if hasattr(assoc, name):
+                setattr(assoc, name, value)
+
+    @property
+    def maximum_associations(self) -> int:
+        """The number of maximum simultaneous associations as int.
+
+        The maximum number of simultaneous associations requested by remote
+        AEs; associations requested by the local AE do not count (default 10).
+        A value below 1 is logged and replaced by 1, as in pynetdicom.
+        """
+        return self._maximum_associations
+
+    @maximum_associations.setter
+    def maximum_associations(self, value: int) -> None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            self._maximum_associations = value
+        else:
+            LOGGER.warning("maximum_associations set to 1 (invalid value %r)", value)
+            self._maximum_associations = 1
+
+    @property
+    def maximum_pdu_size(self) -> int:
+        """The maximum PDU size accepted by the AE as int.
+
+        The maximum PDU receive size in bytes. A value of 0 means the PDU size
+        is unlimited (default: 16382). An invalid value is logged and replaced
+        by the default.
+        """
+        return self._maximum_pdu_size
+
+    @maximum_pdu_size.setter
+    def maximum_pdu_size(self, value: int) -> None:
+        # The Maximum Length sub-item holds 32 bits (PS3.8 D.1).
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 0xFFFFFFFF:
+            self._maximum_pdu_size = value
+        else:
+            LOGGER.warning("maximum_pdu_size set to %d (invalid value %r)", DEFAULT_MAX_PDU, value)
+            self._maximum_pdu_size = DEFAULT_MAX_PDU
+
+    # -- acceptor checks ---------------------------------------------------------
+
+    @property
+    def require_called_aet(self) -> bool:
+        """Whether the Called AE Title must match the AE title.
+
+        Association acceptor only. If True, the association request's Called
+        AE Title value must match ae_title (default False).
+        """
+        return self._require_called_aet
+
+    @require_called_aet.setter
+    def require_called_aet(self, require_match: bool) -> None:
+        if not isinstance(require_match, bool):
+            raise TypeError("'require_called_aet' must be a bool")
+        self._require_called_aet = require_match
+
+    @property
+    def require_calling_aet(self) -> list[str | bytes]:
+        """The required calling AE titles, each in the form it was given.
+
+        Association acceptor only. If not an empty list, the association
+        request's Calling AE Title value must match one of the values in
+        require_calling_aet. If an empty list then no matching will be
+        performed (default). Items may be bytes (read back padded to 16) or
+        str; each is validated like ``ae_title``.
+        """
+        return list(self._require_calling_aet)
+
+    @require_calling_aet.setter
+    def require_calling_aet(self, ae_titles: Iterable[str | bytes]) -> None:
+        if isinstance(ae_titles, str | bytes) or not isinstance(ae_titles, Iterable):
+            raise TypeError("'require_calling_aet' must be a list of AE titles")
+        self._require_calling_aet = [
+            in_form_of(normalize_ae_title(title), title) for title in ae_titles
+        ]
+
+    @property
+    def _require_calling_aet_str(self) -> list[str]:
+        """The required calling AE titles as the protocol compares them."""
+        return [normalize_ae_title(title) for title in self._require_calling_aet]
+
+    def _local_identity(self, ae_title: str | bytes | None = None) -> LocalIdentity:
+        """What this AE says about itself in A-ASSOCIATE PDUs."""
+        title = self._ae_title_str if ae_title is None else normalize_ae_title(ae_title)
+        return LocalIdentity(
+            ae_title=title,
+            maximum_pdu_size=self._maximum_pdu_size,
+            implementation_class_uid=str(self._implementation_uid),
+            implementation_version_name=self._implementation_version_name_str,
+        )
+
+    def _acceptor_policy(
+        self,
+        ae_title: str | bytes | None = None,
+        contexts: Sequence[PresentationContext] | None = None,
+    ) -> AcceptorPolicy:
+        """The AE's acceptor settings now, for :func:`hsscp.acse.answer_request`."""
+        return AcceptorPolicy(
+            identity=self._local_identity(ae_title),
+            supported_contexts=list(contexts) if contexts else self.supported_contexts,
+            require_called_aet=self._require_called_aet,
+            require_calling_aet=self._require_calling_aet_str,
+        )
+
+    # -- requested contexts ----------------------------------------------------
+
+    @property
+    def requested_contexts(self) -> list[PresentationContext]:
+        """A list of the requested PresentationContext items.
+
+        Setting it adds copies of the given contexts to the requested ones, as
+        pynetdicom does (an empty list clears them); the given contexts are
+        never modified. Raises ValueError past 128 contexts.
+        """
+        return self._requested_contexts
+
+    @requested_contexts.setter
+    def requested_contexts(self, contexts: Iterable[PresentationContext]) -> None:
+        if not contexts:
+            self._requested_contexts = []
+            return
+        contexts = _check_contexts(contexts)
+        if len(contexts) > MAX_REQUESTED_CONTEXTS:
+            raise ValueError(
+                "The maximum allowed number of requested presentation contexts is 128"
+            )
+        if len(self._requested_contexts) + len(contexts) > MAX_REQUESTED_CONTEXTS:
+            raise ValueError(_TOO_MANY_REQUESTED)
+        self._requested_contexts.extend(_copy(context) for context in contexts)
+
+    def add_requested_context(
+        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
+    ) -> None:
+        """Add a presentation context to be proposed when requesting an association.
+
+        Only 128 presentation contexts can be included in the association
+        request. Multiple presentation contexts may be requested with the same
+        abstract syntax.
+
+        Parameters
+        ----------
+        abstract_syntax : str or pydicom.uid.UID
+            The abstract syntax of the presentation context to request.
+        transfer_syntax : str/pydicom.uid.UID or list of str/pydicom.uid.UID
+            The transfer syntax(es) to request (default: Implicit VR Little
+            Endian, Explicit VR Little Endian, Explicit VR Big Endian).
+
+        Raises
+        ------
+        ValueError
+            If 128 requested presentation contexts have already been added.
+        """
+        if len(self._requested_contexts) >= MAX_REQUESTED_CONTEXTS:
+            raise ValueError(_TOO_MANY_REQUESTED)
+        self._requested_contexts.append(build_context(abstract_syntax, _syntax_list(transfer_syntax)))
+
+    def remove_requested_context(
+        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
+    ) -> None:
+        """Remove a requested presentation context.
+
+        * `abstract_syntax` alone: all contexts with a matching abstract syntax
+          are removed.
+        * `abstract_syntax` and `transfer_syntax`: for all contexts with a
+          matching abstract syntax, the listed transfer syntaxes are removed,
+          and a context left with none is removed entirely.
+        """
+        uid = _as_uid(abstract_syntax)
+        syntaxes = _syntax_list(transfer_syntax)
+        kept = []
+        for context in self._requested_contexts:
+            if context.abstract_syntax == uid and (
+                syntaxes is None or _remove_syntaxes(context, syntaxes)
+            ):
+                continue
+            kept.append(context)
+        # In place: the list handed out by requested_contexts stays current.
+        self._requested_contexts[:] = kept
+
+    # -- supported contexts ----------------------------------------------------
+
+    @property
+    def supported_contexts(self) -> list[PresentationContext]:
+        """A list of the supported PresentationContext items, ordered by abstract syntax.
+
+        Setting it merges copies of the given contexts into the supported ones
+        (with their SCP/SCU roles), as pynetdicom does; an empty list clears
+        them. The given contexts are never modified.
+        """
+        return sorted(self._supported_contexts.values(), key=lambda cx: str(cx.abstract_syntax))
+
+    @supported_contexts.setter
+    def supported_contexts(self, contexts: Iterable[PresentationContext]) -> None:
+        if not contexts:
+            self._supported_contexts = {}
+            return
+        for context in _check_contexts(contexts):
+            self.add_supported_context(
+                context.abstract_syntax,  # type: ignore[arg-type]
+                context.transfer_syntax,
+                scu_role=context.scu_role,
+                scp_role=context.scp_role,
+            )
+
+    def add_supported_context(
+        self,
+        abstract_syntax: str | bytes,
+        transfer_syntax: TransferSyntaxes = None,
+        scu_role: bool | None = None,
+        scp_role: bool | None = None,
+    ) -> None:
+        """Add a presentation context to be supported when accepting association requests.
+
+        Where the abstract syntax is already supported the transfer syntaxes
+        are extended by those supplied in `transfer_syntax` (and the roles
+        replaced by `scu_role`/`scp_role`).
+
+        Parameters
+        ----------
+        abstract_syntax : str, pydicom.uid.UID or sop_class.SOPClass
+            The abstract syntax of the presentation context to be supported.
+        transfer_syntax : str/pydicom.uid.UID or list of str/pydicom.uid.UID
+            The transfer syntax(es) to support (default: Implicit VR Little
+            Endian, Explicit VR Little Endian, Explicit VR Big Endian).
+        scu_role, scp_role : bool or None, optional
+            If the requestor includes an SCP/SCU Role Selection Negotiation
+            item for this context: None ignores the proposal (if either is
+            None both are) and uses the default roles; True accepts and False
+            rejects the proposed role.
+        """
+        if scu_role is not None and not isinstance(scu_role, bool):
+            raise TypeError("`scu_role` must be None or bool")
+        if scp_role is not None and not isinstance(scp_role, bool):
+            raise TypeError("`scp_role` must be None or bool")
+        new = build_context(abstract_syntax, _syntax_list(transfer_syntax))
+        key = str(new.abstract_syntax)
+        context = self._supported_contexts.get(key)
+        if context is None:
+            self._supported_contexts[key] = context = new
+        else:
+            for syntax in new.transfer_syntax:
+                context.add_transfer_syntax(syntax)
+        context.scu_role, context.scp_role = scu_role, scp_role
+
+    def remove_supported_context(
+        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
+    ) -> None:
+        """Remove a supported presentation context.
+
+        * `abstract_syntax` alone: the entire supported context is removed.
+        * `abstract_syntax` and `transfer_syntax`: the listed transfer
+          syntaxes are removed, and the context too if none remain.
+        """
+        key = str(_as_uid(abstract_syntax))
+        context = self._supported_contexts.get(key)
+        if context is None:
+            return  # not supported: the caller's intent already holds
+        syntaxes = _syntax_list(transfer_syntax)
+        if syntaxes is None or _remove_syntaxes(context, syntaxes):
+            del self._supported_contexts[key]
+
+    # -- associations ------------------------------------------------------------
+
+    @property
+    def active_associations(self) -> list[Any]:
+        """Return a list of the AE's active associations.
+
+        Both requestors (made by :meth:`associate`) and acceptors (of this
+        AE's in-process servers).
+        """
+        with self._lock:
+            return list(self._associations)
+
+    def _register(self, assoc: Any) -> None:
+        """Record a live association (called by the association and server code)."""
+        with self._lock:
+            if not any(known is assoc for known in self._associations):
+                self._associations.append(assoc)
+
+    def _unregister(self, assoc: Any) -> None:
+        """Forget an association that has ended; unknown ones are ignored."""
+        with self._lock:
+            self._associations = [known for known in self._associations if known is not assoc]
+
+    def associate(
+        self,
+        addr: str | tuple[str, int, int],
+        port: int,
+        contexts: Sequence[PresentationContext] | None = None,
+        ae_title: str | bytes = b"ANY-SCP",
+        max_pdu: int = DEFAULT_MAX_PDU,
+        ext_neg: list[Any] | None = None,
+        bind_address: tuple[str, int] = ("", 0),
+        tls_args: tuple[Any, str] | None = None,
+        evt_handlers: list[tuple[Any, ...]] | None = None,
+    ) -> Any:
+        """Request an association with a remote AE.
+
+        An Association is returned whether or not the association is accepted
+        and should be checked using ``Association.is_established`` before
+        sending any messages.
+
+        Parameters
+        ----------
+        addr : str
+            The peer AE's TCP/IP address.
+        port : int
+            The peer AE's listen port number.
+        contexts : list of presentation.PresentationContext, optional
+            The presentation contexts to request; :attr:`requested_contexts`
+            if not used.
+        ae_title : bytes or str, optional
+            The peer's AE title, the Called AE Title (default ``b'ANY-SCP'``).
+        max_pdu : int, optional
+            The maximum PDU receive size in bytes to negotiate (default
+            16382); 0 means unlimited.
+        ext_neg : list, optional
+            Extra User Information sub-items for extended negotiation.
+        bind_address : 2-tuple, optional
+            The (host, port) to bind the association's socket to.
+        tls_args : 2-tuple, optional
+            ``(ssl_context, server_hostname)`` to use TLS.
+        evt_handlers : list of 2- or 3-tuple, optional
+            ``(event, handler)`` or ``(event, handler, args)`` bindings.
+
+        Raises
+        ------
+        RuntimeError
+            If called with no requested presentation contexts (i.e. `contexts`
+            has not been supplied and :attr:`requested_contexts` is empty).
+        """
+        _check_address(addr, port)
+        contexts = _check_contexts(contexts or self._requested_contexts)
+        if not contexts:
+            raise RuntimeError(
+                "At least one requested presentation context is required "
+                "before associating with a peer"
+            )
+        if len(contexts) > MAX_REQUESTED_CONTEXTS:
+            raise ValueError("The maximum allowed number of requested presentation contexts is 128")
+        normalize_ae_title(ae_title)  # fail here, not half-way through connecting
+        normalize_handlers(evt_handlers)
+
+        from hsscp.association import open_association
+
+        return open_association(
+            self,
+            addr,
+            port,
+            contexts=contexts,
+            ae_title=ae_title,
+            max_pdu=max_pdu,
+            ext_neg=ext_neg,
+            bind_address=bind_address,
+            tls_args=tls_args,
+            evt_handlers=evt_handlers,
+        )
+
+    def make_server(
+        self,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        ae_title: str | bytes | None = None,
+        contexts: Sequence[PresentationContext] | None = None,
+        ssl_context: Any = None,
+        evt_handlers: list[tuple[Any, ...]] | None = None,
+        server_class: type | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Return an association server.
+
+        Allows the use of a custom association server class. Accepts the same
+        parameters as :meth:`start_server`; additional keyword parameters are
+        passed to the constructor of `server_class`.
+
+        Raises ValueError if no presentation contexts are supported, or one
+        sets only one of ``scu_role``/``scp_role``.
+        """
+        contexts = _check_contexts(contexts) if contexts else self.supported_contexts
+        if not contexts:
+            raise ValueError("No supported Presentation Contexts have been defined")
+        inconsistent = [
+            str(cx.abstract_syntax)
+            for cx in contexts
+            if (cx.scu_role is None) != (cx.scp_role is None)
+        ]
+        if inconsistent:
+            raise ValueError(
+                "The following presentation contexts have inconsistent "
+                "scu_role/scp_role values (if one is None, both must be):\n  "
+                + "\n  ".join(inconsistent)
+            )
+        title = self._ae_title_str if not ae_title else normalize_ae_title(ae_title)
+        normalize_handlers(evt_handlers)
+
+        from hsscp.server import make_server
+
+        return make_server(
+            self,
+            address,
+            ae_title=title,
+            contexts=contexts,
+            ssl_context=ssl_context,
+            evt_handlers=evt_handlers or [],
+            server_class=server_class,
+            **kwargs,
+        )
+
+    def start_server(
+        self,
+        address: tuple[str, int] | tuple[str, int, int, int],
+        block: bool = True,
+        ssl_context: Any = None,
+        evt_handlers: list[tuple[Any, ...]] | None = None,
+        ae_title: str | bytes | None = None,
+        contexts: Sequence[PresentationContext] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start the AE as an association acceptor.
+
+        If `block` is False the server runs in a background thread and is
+        returned; stop it with ``server.shutdown()`` or :meth:`shutdown`.
+        Otherwise this serves until shut down and returns None.
+
+        Parameters
+        ----------
+        address : 2-tuple
+            The (host, port) to listen on for association requests.
+        block : bool, optional
+            Serve in this thread (default) or in a new one.
+        ssl_context : ssl.SSLContext, optional
+            Wrap accepted connections with TLS.
+        evt_handlers : list of 2- or 3-tuple, optional
+            ``(event, handler)`` or ``(event, handler, args)`` bindings.
+        ae_title : bytes or str, optional
+            The AE title of this SCP; :attr:`ae_title` if not used.
+        contexts : list of presentation.PresentationContext, optional
+            The contexts to support; :attr:`supported_contexts` if not used.
+        """
+        server = self.make_server(
+            address,
+            ae_title=ae_title,
+            contexts=contexts,
+            ssl_context=ssl_context,
+            evt_handlers=evt_handlers,
+            **kwargs,
+        )
+        with self._lock:
+            self._servers.append(server)
+        if not block:
+            try:
+                server.start()
+            except BaseException:
+                self._forget_server(server)
+                raise
+            return server
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            server.shutdown()
+        finally:
+            self._forget_server(server)
+        return None
+
+    def _forget_server(self, server: Any) -> None:
+        with self._lock:
+            self._servers = [known for known in self._servers if known is not server]
+
+    def shutdown(self) -> None:
+        """Stop any active association servers and threads.
+
+        Servers are shut down first (ending their associations), then any
+        association still active (the ones this AE requested) is aborted.
+        """
+        with self._lock:
+            servers, self._servers = self._servers, []
+        for server in servers:
+            try:
+                server.shutdown()
+            except Exception:
+                LOGGER.exception("Failed to shut down the association server %r", server)
+        for assoc in self.active_associations:
+            try:
+                assoc.abort()
+            except Exception:
+                LOGGER.exception("Failed to abort the association %r", assoc)
+
+    def __str__(self) -> str:
+        """A summary of the AE's settings and associations, laid out like pynetdicom's."""
+        lines = ["", f"Application Entity {self._ae_title_str}", ""]
+        for heading, contexts in (
+            ("Requested", self._requested_contexts),
+            ("Supported", self.supported_contexts),
+        ):
+            lines.append(f"  {heading} Presentation Contexts:")
+            if not contexts:
+                lines.append("\tNone")
+            for context in contexts:
+                lines.append(f"\t{_uid_name(context.abstract_syntax)}")
+                lines.extend(f"\t\t{_uid_name(syntax)}" for syntax in context.transfer_syntax)
+            lines.append("")
+        lines += [
+            f"  ACSE timeout: {self.acse_timeout} s",
+            f"  DIMSE timeout: {self.dimse_timeout} s",
+            f"  Network timeout: {self.network_timeout} s",
+            "",
+        ]
+        if self._require_calling_aet:
+            lines.append(f"  Required calling AE title(s): {', '.join(self._require_calling_aet_str)}")
+        lines += [f"  Require called AE title: {self.require_called_aet}", ""]
+        associations = self.active_associations
+        lines.append(f"  Association(s): {len(associations)}/{self.maximum_associations}")
+        lines.extend(f"\tPeer: {_peer(assoc)}" for assoc in associations)
+        return "\n".join(lines)
+
+
+AE = ApplicationEntity
+
+_TOO_MANY_REQUESTED = (
+    "Failed to add the requested presentation context as there "
+    "are already the maximum allowed number of requested contexts"
+)
+
+
+def _remove_syntaxes(context: PresentationContext, syntaxes: Iterable[str | bytes]) -> bool:
+    """Drop `syntaxes` from `context`; True if it has none left."""
+    unwanted = {str(_as_uid(syntax)) for syntax in syntaxes}
+    context.transfer_syntax = [ts for ts in context.transfer_syntax if str(ts) not in unwanted]
+    return not context.transfer_syntax
+
+
+def _uid_name(uid: Any) -> str:
+    return getattr(uid, "name", str(uid))
+
+
+def _peer(assoc: Any) -> str:
+    """How a live association is shown in the summary: who, and where."""
+    remote = getattr(assoc, "remote", None)
+    if isinstance(remote, dict):
+        return f"{remote.get('ae_title')} on {remote.get('address')}:{remote.get('port')}"
+    return repr(assoc)
