@@ -6,7 +6,7 @@ PORT   ?= 11112
 OUT    ?= received
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
-PEERS  := storescp:dcmtk
+PEERS  := storescp:dcmtk openssl:openssl
 
 .PHONY: test venv peers lint bench run clean
 
@@ -33,7 +33,7 @@ peers:
 
 test: venv peers
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests bench --benchmark-disable
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from hsscp import dimse, events
-from hsscp.acse import AcceptorPolicy, LocalIdentity, answer_request
+from hsscp.acse import AcceptorPolicy, answer_request
 from hsscp.aet import safe_for_log
 from hsscp.indications import Aborted, MessageReceived
 from hsscp.pdu import AAssociateRQ
@@ -60,18 +60,7 @@ class AcceptorService:
         return self.ae.network_timeout
 
     def policy(self) -> AcceptorPolicy:
-        ae = self.ae
-        return AcceptorPolicy(
-            identity=LocalIdentity(
-                ae_title=self.ae_title,
-                maximum_pdu_size=ae.maximum_pdu_size,
-                implementation_class_uid=str(ae.implementation_class_uid),
-                implementation_version_name=_text(ae.implementation_version_name),
-            ),
-            supported_contexts=self.contexts,
-            require_called_aet=ae.require_called_aet,
-            require_calling_aet=[_text(title).strip() for title in ae.require_calling_aet],
-        )
+        return self.ae._acceptor_policy(self.ae_title, self.contexts)
 
     # -- life of a connection ---------------------------------------------------
 
@@ -180,6 +169,3 @@ class AcceptorService:
         for protocol in list(self.protocols):
             protocol.abort()
 
-
-def _text(value: str | bytes) -> str:
-    return value.decode("ascii") if isinstance(value, bytes | bytearray) else str(value)
