@@ -47,7 +47,7 @@ from hsscp.reader import PDATA, PDU, PduReader
 
 # PDV value budget when the peer declares no maximum: large enough to amortise
 # per-PDU costs, small enough not to starve other associations on one loop.
-UNLIMITED_FRAGMENT = 1024 * 1024 - PDV_HEADER_LENGTH
+UNLIMITED_FRAGMENT = 1024 * 1024 - 2 * PDV_HEADER_LENGTH
 
 _PDU_EVENT = {
     PduType.A_ASSOCIATE_AC: "Evt3",
@@ -106,7 +106,9 @@ class Engine:
         """The most PDV value bytes one P-DATA-TF to the peer may carry."""
         if self.peer_max_pdu_length == 0:
             return UNLIMITED_FRAGMENT
-        return max(1, self.peer_max_pdu_length - PDV_HEADER_LENGTH)
+        # Kept even: DCMTK refuses odd dataset fragments, which a peer announcing
+        # an odd maximum (16383, say) would otherwise get from us.
+        return max(2, (self.peer_max_pdu_length - PDV_HEADER_LENGTH) & ~1)
 
     @property
     def is_established(self) -> bool:

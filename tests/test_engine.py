@@ -198,3 +198,12 @@ def test_artim_runs_while_waiting_for_the_request():
     assert engine.artim_running and engine.state == "Sta2"
     engine.timer_expired()
     assert engine.close_requested and engine.state == "Sta1" and not engine.artim_running
+
+
+def test_fragments_stay_even_when_the_peer_announces_an_odd_maximum():
+    pair = Pair()
+    pair.associate([("1.2.840.10008.5.1.4.1.1.2", (IMPLICIT_LE,))], max_pdu=16383)
+    assert pair.requestor.max_fragment % 2 == 0
+    buffers = pair.requestor.send_message(1, dimse.CStoreRQ(1, "1.2.840.10008.5.1.4.1.1.2", "1.2"), bytes(100000))
+    payloads = buffers[1::2]
+    assert all(len(p) % 2 == 0 for p in payloads)
