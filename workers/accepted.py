@@ -3,34 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
+from hsscp.association import MODE_ACCEPTOR, MODE_REQUESTOR, ServiceUser
 from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
 from hsscp.presentation import ContextResult, PresentationContext
-
-
-@dataclass(slots=True)
-class ServiceUser:
-    """One end of an association, as pynetdicom's ``assoc.requestor``/``assoc.acceptor``."""
-
-    ae_title: str = ""
-    address: str = ""
-    port: int = 0
-    maximum_length: int = 0
-    implementation_class_uid: str = ""
-    implementation_version_name: str = ""
 
 
 class AcceptedAssociation:
     """An association a server accepted (or was asked for), from the acceptor's side."""
 
-    mode = "acceptor"
+    mode = MODE_ACCEPTOR
+    is_acceptor = True
+    is_requestor = False
 
     def __init__(self, ae: Any, peer: tuple, local: tuple, loop: asyncio.AbstractEventLoop, abort) -> None:
         self.ae = ae
-        self.requestor = ServiceUser(address=peer[0], port=peer[1])
-        self.acceptor = ServiceUser(address=local[0], port=local[1])
+        self.requestor = ServiceUser(MODE_REQUESTOR, address=peer[0], port=peer[1])
+        self.acceptor = ServiceUser(MODE_ACCEPTOR, address=local[0], port=local[1])
         self.accepted_contexts: list[PresentationContext] = []
         self.rejected_contexts: list[PresentationContext] = []
         self.is_established = False
@@ -43,16 +33,18 @@ class AcceptedAssociation:
     def requested(self, request: AAssociateRQ) -> None:
         info = request.user_information
         self.requestor.ae_title = request.calling_ae_title
-        self.requestor.maximum_length = info.maximum_length or 0
-        self.requestor.implementation_class_uid = info.implementation_class_uid or ""
-        self.requestor.implementation_version_name = info.implementation_version_name or ""
+        self.requestor.user_information = info
+        self.requestor.maximum_length = info.maximum_length
+        self.requestor.implementation_class_uid = info.implementation_class_uid
+        self.requestor.implementation_version_name = info.implementation_version_name
         self.acceptor.ae_title = request.called_ae_title
 
     def accepted(self, response: AAssociateAC, contexts: list[PresentationContext]) -> None:
         info = response.user_information
-        self.acceptor.maximum_length = info.maximum_length or 0
-        self.acceptor.implementation_class_uid = info.implementation_class_uid or ""
-        self.acceptor.implementation_version_name = info.implementation_version_name or ""
+        self.acceptor.user_information = info
+        self.acceptor.maximum_length = info.maximum_length
+        self.acceptor.implementation_class_uid = info.implementation_class_uid
+        self.acceptor.implementation_version_name = info.implementation_version_name
         self.accepted_contexts = [pc for pc in contexts if pc.result == ContextResult.ACCEPTANCE]
         self.rejected_contexts = [pc for pc in contexts if pc.result != ContextResult.ACCEPTANCE]
         self.is_established = True

@@ -41,11 +41,12 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
 
     def __init__(self, service: AcceptorService) -> None:
         self.service = service
-        self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory)
+        self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory_for(self))
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
         self.assoc = None  # the API-level Association handlers see, made by the service
         self.holds_slot = False
+        self.contexts: dict = {}  # accepted context id -> PresentationContextTuple
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
         self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
         self._busy = False

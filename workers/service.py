@@ -31,7 +31,9 @@ log = logging.getLogger("hsscp.server")
 class AcceptorService:
     """Admission, dispatch and notifications for the associations of one server."""
 
-    sink_factory = None  # DIMSE datasets collect in memory (dimse.BytesSink)
+    def sink_factory_for(self, protocol: AcceptorProtocol) -> dimse.SinkFactory | None:
+        """Where an association's datasets go as they arrive; None: in memory (BytesSink)."""
+        return None
 
     def __init__(
         self,
