@@ -1,0 +1,271 @@
+"""The storage SCP's configuration: one frozen msgspec Struct, a TOML file, command-line flags.
+
+A configuration file is TOML with the field names of :class:`ServerConfig` as top-level
+keys, spelled with underscores exactly as below (``output_directory``, not
+``output-directory``); unknown keys are refused. Command-line flags override the file,
+and the file overrides the defaults. Relative paths are relative to the working
+directory, not to the file::
+
+    port = 11112
+    ae_title = "HSSCP"
+    output_directory = "/srv/dicom"
+    spool_threshold = "4M"          # sizes may be written as integers or with K/M/G
+    require_calling_aet = ["CT1", "MR2"]
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import re
+import ssl
+import tomllib
+from typing import Any
+
+import msgspec
+
+from hsscp.aet import normalize_ae_title
+
+__all__ = [
+    "FSYNC_POLICIES",
+    "LAYOUTS",
+    "LOG_LEVELS",
+    "ConfigError",
+    "ServerConfig",
+    "build_config",
+    "dump_toml",
+    "load_config_file",
+    "parse_size",
+    "ssl_context",
+]
+
+LOG_LEVELS = ("quiet", "info", "verbose", "debug")
+LAYOUTS = ("study", "flat")
+FSYNC_POLICIES = ("none", "file", "file+dir")
+
+KIB = 1024
+MIB = 1024 * KIB
+MIN_PDU = 4096
+MIN_SPOOL_THRESHOLD = 64 * KIB
+
+# Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
+SIZE_FIELDS = ("max_pdu", "spool_threshold")
+
+
+class ConfigError(ValueError):
+    """A configuration the server cannot run with; the message is meant for a person."""
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
+
+
+class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything the storage SCP needs to run; validated on construction."""
+
+    port: int = 11112
+    bind: str = ""  # "" listens on all interfaces, as DCMTK's storescp
+    ae_title: str = "HSSCP"
+    output_directory: str = "received"
+    max_pdu: int = 1 * MIB  # large PDUs mean fewer headers and wakeups per instance; 0 = unlimited
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 60.0
+    log_level: str = "info"
+    workers: int = msgspec.field(default_factory=_cpu_count)
+    writers: int = msgspec.field(default_factory=_cpu_count)
+    max_associations: int = 64
+    layout: str = "study"
+    fsync: str = "file"
+    spool_threshold: int = 4 * MIB
+    graceful_timeout: float = 30.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
+    require_calling_aet: list[str] = []
+    require_called_aet: bool = False
+    ignore: bool = False  # receive and answer Success, write nothing
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, not {self.port}")
+        # Stored normalized (stripped str) so comparisons with titles from the wire are exact.
+        try:
+            msgspec.structs.force_setattr(self, "ae_title", normalize_ae_title(self.ae_title))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"ae_title is not a valid AE title: {exc}") from None
+        try:
+            titles = [normalize_ae_title(t) for t in self.require_calling_aet]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"require_calling_aet holds an invalid AE title: {exc}") from None
+        msgspec.structs.force_setattr(self, "require_calling_aet", titles)
+        for name in ("workers", "writers", "max_associations"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.max_pdu != 0 and not MIN_PDU <= self.max_pdu < 2**32:
+            raise ValueError(
+                f"max_pdu must be 0 (unlimited) or {MIN_PDU} to {2**32 - 1}, not {self.max_pdu}"
+            )
+        for name, allowed in (("log_level", LOG_LEVELS), ("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+            if getattr(self, name) not in allowed:
+                choices = ", ".join(repr(a) for a in allowed)
+                raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")
+        for name in ("acse_timeout", "dimse_timeout", "network_timeout"):
+            # `not >` also refuses NaN.
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
+        # 0 is a legitimate graceful timeout: stop without waiting for associations.
+        if not self.graceful_timeout >= 0:
+            raise ValueError(f"graceful_timeout must be 0 seconds or more, not {self.graceful_timeout}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        if self.tls_ca is not None and self.tls_cert is None:
+            raise ValueError("tls_ca (verify client certificates) needs tls_cert and tls_key")
+        if self.spool_threshold < MIN_SPOOL_THRESHOLD:
+            raise ValueError(
+                f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "
+                f"not {self.spool_threshold}"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether associations are accepted over TLS."""
+        return self.tls_cert is not None
+
+    def to_toml(self) -> str:
+        """This configuration as a TOML file that :func:`load_config_file` reads back."""
+        return dump_toml(self)
+
+
+_SIZE = re.compile(r"\s*(\d+)\s*(?:([KMG])(?:I?B)?|B)?\s*", re.IGNORECASE)
+_UNITS = {None: 1, "K": KIB, "M": MIB, "G": 1024 * MIB}
+
+
+def parse_size(text: str) -> int:
+    """A byte count written as ``4194304``, ``4M``, ``512K``, ``1G`` or ``4MiB`` (binary units)."""
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size in bytes (like 4194304, 512K, 4M or 1G)")
+    unit = match.group(2).upper() if match.group(2) else None
+    return int(match.group(1)) * _UNITS[unit]
+
+
+def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a TOML configuration file into a dict of settings (checked by :func:`build_config`)."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {os.fspath(path)}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {os.fspath(path)} is not valid TOML: {exc}") from None
+
+
+_FIELDS = ServerConfig.__struct_fields__
+_UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>.*)`")
+_AT_PATH = re.compile(r"^(?P<what>.*) - at `\$\.(?P<key>\w+)(?P<rest>[^`]*)`$")
+
+
+def build_config(
+    file_values: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    source: str | os.PathLike[str] | None = None,
+) -> ServerConfig:
+    """Merge file settings with overrides (command-line flags win) into a checked ServerConfig.
+
+    ``source`` names the file in error messages. Raises :class:`ConfigError`.
+    """
+    where = {key: _origin(source) for key in file_values}
+    where.update(dict.fromkeys(overrides, "on the command line"))
+    merged = {**file_values, **overrides}
+    for key in SIZE_FIELDS:
+        if isinstance(merged.get(key), str):
+            try:
+                merged[key] = parse_size(merged[key])
+            except ValueError as exc:
+                raise ConfigError(f"setting '{key}' {where[key]}: {exc}") from None
+    try:
+        return msgspec.convert(merged, ServerConfig)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_human(exc, where, source)) from None
+
+
+def _origin(source: str | os.PathLike[str] | None) -> str:
+    return f"in {os.fspath(source)}" if source is not None else "in the configuration"
+
+
+def _human(exc: msgspec.ValidationError, where: dict[str, str], source: Any) -> str:
+    """msgspec's message, reworded for someone editing a config file or typing flags."""
+    message = str(exc)
+    if (unknown := _UNKNOWN.fullmatch(message)) is not None:
+        key = unknown["key"]
+        text = f"unknown setting '{key}' {where.get(key, _origin(source))}"
+        guesses = difflib.get_close_matches(key.replace("-", "_"), _FIELDS, n=1)
+        return f"{text} (did you mean '{guesses[0]}'?)" if guesses else text
+    if (typed := _AT_PATH.fullmatch(message)) is not None:
+        key = typed["key"]
+        what = typed["what"].replace("`", "")
+        what = what[0].lower() + what[1:]
+        return f"setting '{key}{typed['rest']}' {where.get(key, _origin(source))}: {what}"
+    # A check in __post_init__: its message starts with the setting's name.
+    key = message.split(" ", 1)[0]
+    return f"{message} ({where[key]})" if key in where else message
+
+
+def _toml_string(text: str) -> str:
+    # TOML basic strings: escape quote, backslash and control characters (DEL included).
+    out = []
+    for ch in text:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isinf(value):
+            return "inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def dump_toml(config: ServerConfig) -> str:
+    """``config`` as TOML, one setting a line; unset optional settings appear as comments."""
+    lines = []
+    for name in _FIELDS:
+        value = getattr(config, name)
+        # TOML has no null: an unset setting is written commented out.
+        lines.append(f"# {name} is not set" if value is None else f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:
+    """A server-side TLS context from tls_cert/tls_key (and tls_ca), or None without TLS.
+
+    Raises OSError or ssl.SSLError when a certificate or key cannot be loaded.
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    # Built from PROTOCOL_TLS_SERVER rather than create_default_context(CLIENT_AUTH): the
+    # latter loads the system CAs, which would let any publicly issued client certificate in.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2  # BCP 195, as the DICOM TLS profiles ask
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    if config.tls_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(cafile=config.tls_ca)
+    return context
