@@ -51,6 +51,7 @@ class AcceptorService:
         self.limiter = limiter
         self.executor = executor
         self.protocols: set[AcceptorProtocol] = set()
+        self.stats = None  # a workers.stats.Stats row when running under the supervisor
 
     # Read live from the AE, as pynetdicom does, so a change applies to new reads.
     @property
@@ -90,6 +91,8 @@ class AcceptorService:
             self.handlers.notify(assoc, events.EVT_REJECTED)
             return
         protocol.holds_slot = True
+        if self.stats is not None:
+            self.stats.add("associations")
         protocol.send(protocol.engine.accept(answer.response))
         protocol.contexts = {
             pc.context_id: PresentationContextTuple(pc.context_id, pc.abstract_syntax, pc.transfer_syntax[0])

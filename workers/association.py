@@ -1,0 +1,144 @@
+"""Association-worker process: one uvloop event loop accepting on the inherited socket.
+
+Forked by the supervisor with everything it needs in a :class:`WorkerContext`.
+It beats a heartbeat from inside its loop (so a stuck loop shows), counts
+what it receives in shared memory, and on SIGTERM stops accepting, lets
+its associations finish up to the graceful timeout, then aborts the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hsscp import events
+from hsscp.limits import SharedLimiter
+from hsscp.server import new_event_loop
+from hsscp.storage import Storage
+from workers.arena import Arena
+from workers.protocol import AcceptorProtocol
+from workers.service import AcceptorService
+from workers.stats import Stats
+from workers.storage_service import StorageService
+from workers.writer_pool import WriterPool
+
+log = logging.getLogger("hsscp.worker")
+
+HEARTBEAT_INTERVAL = 0.25
+ARENA_SLOTS = 16  # datasets held in memory at once; more spill straight to disk
+BOOT_FAILED = 3  # exit code: this worker cannot start, do not respawn it in a loop
+
+
+@dataclass
+class WorkerContext:
+    """What a worker inherits at fork."""
+
+    index: int
+    listener: socket.socket
+    ae: Any  # hsscp.AE: the settings and supported contexts of the SCP
+    ae_title: str
+    limiter: SharedLimiter
+    heartbeats: Any  # multiprocessing.RawArray("d"): monotonic time of each worker's last beat
+    stats_table: Any
+    graceful_timeout: float
+    writer_paths: list[str] = field(default_factory=list)
+    storage: Storage | None = None
+    spool_threshold: int = 4 * 1024 * 1024
+    ignore: bool = False
+    ssl_context: ssl.SSLContext | None = None
+    evt_handlers: list | None = None  # user handlers: they replace the writer pool
+
+
+def run_worker(ctx: WorkerContext) -> int:
+    """Process entry point after fork; returns the exit code."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    ctx.limiter.slot = ctx.index
+    loop = new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(_serve(ctx))
+    finally:
+        loop.close()
+
+
+async def _serve(ctx: WorkerContext) -> int:
+    loop = asyncio.get_running_loop()
+    arena = writers = None
+    try:
+        service, arena, writers = await _build_service(ctx)
+        server = await loop.create_server(
+            lambda: AcceptorProtocol(service), sock=ctx.listener, ssl=ctx.ssl_context,
+            ssl_handshake_timeout=ctx.ae.acse_timeout if ctx.ssl_context else None,
+        )
+    except Exception:
+        log.exception("worker %d could not start", ctx.index)
+        if arena is not None:
+            arena.close()
+        return BOOT_FAILED
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    beat = _Heartbeat(loop, ctx.heartbeats, ctx.index)
+    await stop.wait()
+    server.close()  # stop accepting; the other workers' copies of the socket are theirs
+    await _drain(service, writers, ctx.graceful_timeout)
+    beat.stop()
+    if writers is not None:
+        writers.close()
+    if arena is not None:
+        arena.close()
+    return 0
+
+
+async def _build_service(ctx: WorkerContext):
+    stats = Stats(ctx.stats_table, ctx.index)
+    handlers = events.HandlerSet(ctx.evt_handlers)
+    common = (ctx.ae, ctx.ae_title, ctx.ae.supported_contexts, handlers, ctx.limiter)
+    if ctx.evt_handlers and handlers.has(events.EVT_C_STORE):
+        service = AcceptorService(*common)
+        service.stats = stats
+        return service, None, None
+    arena = Arena(ctx.spool_threshold, ARENA_SLOTS)
+    writers = None
+    if not ctx.ignore:
+        writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
+        await writers.connect()
+    service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats, ignore=ctx.ignore)
+    return service, arena, writers
+
+
+async def _drain(service: AcceptorService, writers: WriterPool | None, timeout: float) -> None:
+    """Let open associations finish (up to ``timeout``), then abort what is left."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while service.protocols and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+    if service.protocols:
+        log.warning("graceful timeout: aborting %d associations", len(service.protocols))
+        service.abort_all()
+    # Answers already owed to peers still need their writer results.
+    while writers is not None and writers.in_flight and loop.time() < deadline + 5:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0)
+
+
+class _Heartbeat:
+    """Beats from inside the loop: a loop that stops turning stops beating."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, table, index: int) -> None:
+        self._loop, self._table, self._index = loop, table, index
+        self._handle = None
+        self._beat()
+
+    def _beat(self) -> None:
+        self._table[self._index] = time.monotonic()
+        self._handle = self._loop.call_later(HEARTBEAT_INTERVAL, self._beat)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()

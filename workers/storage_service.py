@@ -1,0 +1,120 @@
+"""The built-in C-STORE path of a worker: arena slots in, writer jobs out, Success only once stored.
+
+Replaces the user-handler dispatch of :class:`AcceptorService` for C-STORE
+when no ``EVT_C_STORE`` handler is given: each dataset lands in a
+:class:`StoreSink` as it arrives, a writer process turns it into a Part 10
+file, and the C-STORE-RSP carries the writer's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+from typing import TYPE_CHECKING
+
+from hsscp import dimse
+from hsscp.indications import MessageReceived
+from hsscp.storage import Storage, StoreOutcome, StoreRequest
+from workers.arena import Arena, StoreSink
+from workers.service import AcceptorService
+from workers.stats import Stats
+from workers.writer_pool import WriterPool
+
+if TYPE_CHECKING:
+    from workers.protocol import AcceptorProtocol
+
+log = logging.getLogger("hsscp.server")
+
+_OUT_OF_RESOURCES = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+
+
+class StorageService(AcceptorService):
+    """Stores every C-STORE through the writer pool (or discards it, with ``ignore``)."""
+
+    def __init__(self, *args, arena: Arena, storage: Storage, writers: WriterPool | None,
+                 stats: Stats, ignore: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.stats = stats
+        self.arena = arena
+        self.storage = storage
+        self.writers = writers
+        self.ignore = ignore
+
+    def sink_factory_for(self, protocol: AcceptorProtocol):
+        def new_sink(context_id: int, command) -> StoreSink | dimse.BytesSink:
+            if not isinstance(command, dimse.CStoreRQ):
+                return dimse.BytesSink()
+            if self.ignore:
+                return DiscardSink()
+            context = protocol.contexts.get(context_id)
+            request = StoreRequest(
+                sop_class_uid=command.affected_sop_class_uid,
+                sop_instance_uid=command.affected_sop_instance_uid,
+                transfer_syntax=str(context.transfer_syntax) if context else "",
+                source_ae_title=protocol.assoc.requestor.ae_title,
+            )
+            return StoreSink(self.arena, self.storage, request)
+
+        return new_sink
+
+    def message_received(self, protocol: AcceptorProtocol, message: MessageReceived) -> None:
+        command = message.command
+        if not isinstance(command, dimse.CStoreRQ):
+            super().message_received(protocol, message)
+            return
+        sink = message.dataset
+        if self.ignore:
+            self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length))
+            return
+        if sink.error is not None:
+            self._answer(protocol, message.context_id, command, _failure(sink.error))
+            return
+        asyncio.ensure_future(self._store(protocol, message.context_id, command, sink))
+
+    async def _store(self, protocol: AcceptorProtocol, context_id: int, command, sink: StoreSink) -> None:
+        try:
+            outcome = await self.writers.store(sink)
+        except Exception as exc:  # no writer could take it: never a false Success
+            log.error("store of %s failed: %s", command.affected_sop_instance_uid, exc)
+            outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="storage unavailable")
+        finally:
+            sink.discard()
+        self._answer(protocol, context_id, command, outcome)
+
+    def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome) -> None:
+        self.stats.count(outcome.status, outcome.bytes_written)
+        protocol.reply(
+            context_id,
+            dimse.CStoreRSP(
+                command.message_id,
+                outcome.status,
+                command.affected_sop_class_uid,
+                command.affected_sop_instance_uid,
+                error_comment=outcome.error_comment or None,
+            ),
+        )
+
+
+class DiscardSink:
+    """``--ignore``: read the dataset, keep nothing but its length."""
+
+    __slots__ = ("length",)
+
+    def __init__(self) -> None:
+        self.length = 0
+
+    def write(self, data: memoryview) -> None:
+        self.length += len(data)
+
+    def finish(self) -> DiscardSink:
+        return self
+
+    def abort(self) -> None:
+        pass
+
+
+def _failure(exc: OSError) -> StoreOutcome:
+    if exc.errno in _OUT_OF_RESOURCES:
+        return StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment=errno.errorcode.get(exc.errno, ""))
+    return StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment=errno.errorcode.get(exc.errno or 0, "I/O error"))

@@ -1,0 +1,120 @@
+"""Writer-pool process: store jobs in, Part 10 files and outcomes out.
+
+Each writer listens on its own Unix socket; every association worker
+connects to every writer. Jobs are done one at a time, in order of arrival
+per connection: a writer is a disk pipeline, and M writers give M of them.
+Dataset bytes are read from the worker's shared-memory arena and written
+to the file from there, with no copy in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import socket
+from multiprocessing import resource_tracker, shared_memory
+
+from hsscp.storage import Storage, StoreOutcome
+from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
+
+log = logging.getLogger("hsscp.writer")
+
+PROCESSING_FAILURE = 0x0110
+
+
+class ArenaCache:
+    """Worker arenas this writer has attached to, by name."""
+
+    def __init__(self) -> None:
+        self._arenas: dict[str, shared_memory.SharedMemory] = {}
+
+    def view(self, name: str, offset: int, length: int) -> memoryview:
+        arena = self._arenas.get(name)
+        if arena is None:
+            arena = shared_memory.SharedMemory(name=name)
+            # Python 3.11 registers attached segments for unlinking at exit; the
+            # worker that created one owns it, not us.
+            resource_tracker.unregister(arena._name, "shared_memory")  # type: ignore[attr-defined]
+            self._arenas[name] = arena
+        return arena.buf[offset : offset + length]
+
+    def close(self) -> None:
+        for arena in self._arenas.values():
+            try:
+                arena.close()
+            except BufferError:
+                pass  # a view is still alive; the OS unmaps at exit
+        self._arenas.clear()
+
+
+class Writer:
+    """The job loop of one writer process."""
+
+    def __init__(self, socket_path: str, storage: Storage) -> None:
+        self.socket_path = socket_path
+        self.storage = storage
+        self.arenas = ArenaCache()
+        self.stopping = False
+        self._selector = selectors.DefaultSelector()
+
+    def handle(self, job: StoreJob | SpoolJob) -> JobDone:
+        try:
+            if isinstance(job, StoreJob):
+                view = self.arenas.view(job.arena, job.offset, job.length)
+                try:
+                    outcome = self.storage.store_buffer(job.request, view)
+                finally:
+                    view.release()
+            else:
+                outcome = self.storage.store_spooled(job.request, job.spool_path, memoryview(job.head))
+        except Exception as exc:  # a bug must not become a false Success, nor kill the pool
+            log.exception("store job %d failed", job.job_id)
+            outcome = StoreOutcome(PROCESSING_FAILURE, error_comment=type(exc).__name__)
+        return JobDone(job.job_id, outcome)
+
+    def serve(self) -> None:
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)  # left by the writer this one replaces
+        listener.bind(self.socket_path)
+        listener.listen(128)
+        self._selector.register(listener, selectors.EVENT_READ, None)
+        while not self.stopping:
+            for key, _ in self._selector.select(timeout=0.5):
+                if key.data is None:
+                    conn, _ = listener.accept()
+                    self._selector.register(conn, selectors.EVENT_READ, FrameReader())
+                else:
+                    self._read(key.fileobj, key.data)
+        listener.close()
+        self.arenas.close()
+
+    def _read(self, conn: socket.socket, reader: FrameReader) -> None:
+        try:
+            data = conn.recv(65536)
+        except OSError:
+            data = b""
+        if not data:  # the worker went away: its unanswered jobs die with it
+            self._selector.unregister(conn)
+            conn.close()
+            return
+        for job in reader.feed(data):
+            result = frame(self.handle(job))
+            try:
+                conn.sendall(result)
+            except OSError:
+                break
+
+
+def run_writer(socket_path: str, storage: Storage) -> None:
+    """Process entry point after fork; returns when told to stop (SIGTERM)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    writer = Writer(socket_path, storage)
+
+    def stop(signum, frame_) -> None:
+        writer.stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    writer.serve()

@@ -1,0 +1,136 @@
+"""A worker's connections to the writer processes, and the jobs in flight on each.
+
+A job goes to the live writer with the fewest jobs outstanding. If a writer
+dies, its unanswered jobs go to another one (the data is still in the
+arena slot or spool file), and the link reconnects when the supervisor has
+started its replacement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from hsscp.storage import StoreOutcome
+from workers.arena import StoreSink
+from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
+
+log = logging.getLogger("hsscp.worker")
+
+RECONNECT_DELAY = 0.2
+
+
+class WriterLink(asyncio.Protocol):
+    def __init__(self, pool: WriterPool, path: str) -> None:
+        self.pool = pool
+        self.path = path
+        self.transport: asyncio.Transport | None = None
+        self.pending: dict[int, tuple[asyncio.Future, StoreJob | SpoolJob]] = {}
+        self._reader = FrameReader()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        for message in self._reader.feed(data):
+            if isinstance(message, JobDone):
+                entry = self.pending.pop(message.job_id, None)
+                if entry is not None and not entry[0].done():
+                    entry[0].set_result(message.outcome)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        orphans, self.pending = list(self.pending.values()), {}
+        self.pool.link_lost(self, orphans)
+
+    def send(self, job: StoreJob | SpoolJob, future: asyncio.Future) -> None:
+        self.pending[job.job_id] = (future, job)
+        self.transport.write(frame(job))
+
+
+class WriterPool:
+    def __init__(self, paths: list[str], arena_name: str, slot_size: int) -> None:
+        self.paths = paths
+        self.arena_name = arena_name
+        self.slot_size = slot_size
+        self.links: list[WriterLink] = []
+        self._ids = itertools.count(1)
+        self._waiting: list[tuple[StoreJob | SpoolJob, asyncio.Future]] = []  # while no writer is up
+        self.closing = False
+
+    async def connect(self, timeout: float = 10.0) -> None:
+        """Connect to every writer; the writers may still be starting."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        for path in self.paths:
+            while True:
+                try:
+                    _, link = await loop.create_unix_connection(lambda p=path: WriterLink(self, p), path)
+                    self.links.append(link)
+                    break
+                except OSError:
+                    if loop.time() > deadline:
+                        raise
+                    await asyncio.sleep(0.05)
+
+    def job_for(self, sink: StoreSink) -> StoreJob | SpoolJob:
+        job_id = next(self._ids)
+        if sink.spool_path is not None:
+            return SpoolJob(job_id, sink.request, sink.spool_path, sink.head)
+        return StoreJob(job_id, sink.request, self.arena_name, sink.slot * self.slot_size, sink.length)
+
+    async def store(self, sink: StoreSink) -> StoreOutcome:
+        """The writer's outcome. No timeout: the sink's slot must stay untouched until the
+        writer has finished with it, and a dead writer's jobs are handed on anyway."""
+        future = asyncio.get_running_loop().create_future()
+        self._dispatch(self.job_for(sink), future)
+        return await future
+
+    def _dispatch(self, job: StoreJob | SpoolJob, future: asyncio.Future) -> None:
+        live = [link for link in self.links if link.transport is not None]
+        if not live:  # every writer is being replaced: hold the job until one is back
+            self._waiting.append((job, future))
+            return
+        min(live, key=lambda link: len(link.pending)).send(job, future)
+
+    def link_lost(self, link: WriterLink, orphans: list) -> None:
+        if self.closing:
+            for future, _ in orphans:
+                if not future.done():
+                    future.set_exception(ConnectionError("writer link closed"))
+            return
+        log.warning("lost writer %s with %d jobs in flight; handing them on", link.path, len(orphans))
+        self.links.remove(link)
+        for future, job in orphans:
+            if not future.done():
+                self._dispatch(job, future)
+        asyncio.ensure_future(self._reconnect(link.path))
+
+    async def _reconnect(self, path: str) -> None:
+        loop = asyncio.get_running_loop()
+        while not self.closing:
+            await asyncio.sleep(RECONNECT_DELAY)
+            try:
+                _, link = await loop.create_unix_connection(lambda: WriterLink(self, path), path)
+            except OSError:
+                continue
+            self.links.append(link)
+            waiting, self._waiting = self._waiting, []
+            for job, future in waiting:
+                if not future.done():
+                    self._dispatch(job, future)
+            return
+
+    def close(self) -> None:
+        self.closing = True
+        for _, future in self._waiting:
+            if not future.done():
+                future.set_exception(ConnectionError("shutting down"))
+        for link in self.links:
+            if link.transport is not None:
+                link.transport.close()
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(link.pending) for link in self.links)
