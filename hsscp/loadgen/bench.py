@@ -1,0 +1,5 @@
+"""``hsscp bench``: placeholder until the benchmark lands."""
+
+
+def register(subparsers) -> None:
+    pass
