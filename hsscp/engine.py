@@ -43,7 +43,7 @@ from hsscp.pdu import (
     RejectSource,
     pdata_buffers,
 )
-from hsscp.reader import PDATA, PDU, PduReader
+from hsscp.reader import PDATA, PDATA_WHOLE, PDU, PduReader
 
 # PDV value budget when the peer declares no maximum: large enough to amortise
 # per-PDU costs, small enough not to starve other associations on one loop.
@@ -57,6 +57,9 @@ _PDU_EVENT = {
     PduType.A_RELEASE_RP: "Evt13",
     PduType.A_ABORT: "Evt16",
 }
+
+
+_ACTION_METHOD = {action: "_" + action.replace("-", "_").lower() for action in fsm.ACTIONS}
 
 
 class Role(Enum):
@@ -121,7 +124,15 @@ class Engine:
         try:
             for item in self._reader.feed(data):
                 kind = item[0]
-                if kind == PDU:
+                if kind == PDATA_WHOLE:
+                    if self.state == "Sta6":  # Evt10 in Sta6 is DT-2: the hot path, no lookup
+                        self.last_action = "DT-2"
+                        self._deliver_pdata = True
+                    else:
+                        self._fire("Evt10")
+                    if self._deliver_pdata:
+                        self._pdv(item[1], item[2], item[3], True)
+                elif kind == PDU:
                     self._pdu = item[1]
                     self._fire(_PDU_EVENT[item[1].pdu_type])
                 elif kind == PDATA:
@@ -212,7 +223,7 @@ class Engine:
             action = "AA-8"
         self.last_action = action
         self._event = event
-        next_state = getattr(self, "_" + action.replace("-", "_").lower())()
+        next_state = getattr(self, _ACTION_METHOD[action])()
         self.state = next_state or fsm.NEXT_STATE[action]
 
     def _take_indications(self) -> list[Indication]:

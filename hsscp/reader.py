@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from hsscp.items import invalid
 from hsscp.pdu import (
+    PDATA_SINGLE_HEADER,
     PDU_HEADER,
     PDU_HEADER_LENGTH,
     PDV_HEADER,
@@ -27,6 +28,9 @@ from hsscp.pdu import (
 PDU = 0  # (PDU, pdu): a complete PDU other than P-DATA-TF
 PDATA = 1  # (PDATA, length): a P-DATA-TF begins; its PDVs follow
 PDV = 2  # (PDV, context_id, control, chunk, pdv_end): part of one PDV's value
+# (PDATA_WHOLE, context_id, control, value): a P-DATA-TF of exactly one PDV,
+# all of it in the bytes fed. The common case, read in one step.
+PDATA_WHOLE = 3
 
 # A-ASSOCIATE PDUs hold at most 128 contexts and 64 KiB items: 2 MiB is generous.
 MAX_CONTROL_PDU_LENGTH = 2 * 1024 * 1024
@@ -70,6 +74,15 @@ class PduReader:
                 yield PDV, self._context_id, self._control, view[pos : pos + take], done
                 pos += take
             elif phase == _HEADER:
+                if not self._staged and end - pos >= PDATA_SINGLE_HEADER.size and view[pos] == PduType.P_DATA_TF:
+                    pdu_type, length, pdv_length, context_id, control = PDATA_SINGLE_HEADER.unpack_from(view, pos)
+                    stop = pos + PDU_HEADER_LENGTH + length
+                    if pdv_length + 4 == length and stop <= end and pdv_length >= 2 and (
+                        not self.max_pdata_length or length <= self.max_pdata_length
+                    ):
+                        yield PDATA_WHOLE, context_id, control, view[pos + PDATA_SINGLE_HEADER.size : stop]
+                        pos = stop
+                        continue
                 header, pos = self._gather(view, pos, PDU_HEADER_LENGTH)
                 if header is not None:
                     yield from self._start_pdu(*PDU_HEADER.unpack_from(header))

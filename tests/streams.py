@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hsscp import pdu
-from hsscp.reader import PDATA, PDU, PduReader
+from hsscp.reader import PDATA, PDATA_WHOLE, PDU, PduReader
 
 
 def pieces(data: bytes, size: int):
@@ -24,6 +24,10 @@ def read_pdus(chunks, reader: PduReader | None = None) -> list:
             elif item[0] == PDATA:
                 current = []
                 out.append(current)
+            elif item[0] == PDATA_WHOLE:
+                _, context_id, control, data = item
+                out.append([[context_id, control, bytearray(data), True]])
+                current = None
             else:
                 _, context_id, control, data, end = item
                 if not current or current[-1][3]:

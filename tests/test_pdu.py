@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from hsscp import items, pdu
 from hsscp.errors import AbortReason, RemoteProtocolError
-from hsscp.reader import PduReader
+from hsscp.reader import PDATA_WHOLE, PDV, PduReader
 
 from .strategies import pdus
 from .streams import pieces, read_pdus
@@ -46,8 +46,10 @@ def test_pdata_values_are_views_into_the_callers_buffer():
     decoded = pdu.decode_pdu(buffer)
     value = decoded.pdvs[0].data
     assert isinstance(value, memoryview) and value.obj is buffer
-    streamed = [item for item in PduReader().feed(memoryview(buffer)) if item[0] == 2]
-    assert all(item[3].obj is buffer for item in streamed)
+    (whole,) = PduReader().feed(memoryview(buffer))  # one PDV, all here: read in one step
+    assert whole[0] == PDATA_WHOLE and whole[3].obj is buffer and whole[3] == payload
+    reader = PduReader()
+    streamed = [item for chunk in pieces(bytes(buffer), 1000) for item in reader.feed(chunk) if item[0] == PDV]
     assert b"".join(item[3] for item in streamed) == payload
 
 
