@@ -1,0 +1,397 @@
+"""Part 10 files from received C-STORE data sets: layouts, UID checks, atomic writes.
+
+A stored file is the preamble and a File Meta Information group built for
+the request, then the data set bytes exactly as received. It is written
+under a unique temporary name in ``<out_dir>/.hsscp-tmp`` (the same file
+system, so the rename is atomic), fsynced as the policy says and renamed
+into place; only then is the store a success. Every failure removes the
+temporary file, so no partial file ever carries a final name.
+
+UIDs become folder and file names only after :func:`hsscp.uid.is_valid_uid`
+accepted them (digits and dots, at most 64 characters), so nothing from the
+wire can name a path outside the output folder.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import logging
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+
+import msgspec
+
+from hsscp.aet import normalize_ae_title
+from hsscp.dataset_peek import PeekError, peek_elements
+from hsscp.dimse import Status
+from hsscp.part10 import build_file_meta
+from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+
+__all__ = [
+    "PEEK_LIMIT",
+    "TEMP_DIR_NAME",
+    "FsyncPolicy",
+    "Layout",
+    "Storage",
+    "StoreOutcome",
+    "StoreRequest",
+]
+
+_log = logging.getLogger(__name__)
+
+TEMP_DIR_NAME = ".hsscp-tmp"
+# The UID checks walk at most this much of a data set, so a hostile one of
+# many tiny elements costs milliseconds at worst. The UIDs come far earlier.
+PEEK_LIMIT = 1024 * 1024
+
+_TEMP_SUFFIX = ".part"
+_TEMP_TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_OUT_OF_RESOURCES = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
+)
+# Error comments are LO (PS3.7 C.4: at most 64 characters).
+_COMMENT_LENGTH = 64
+
+SOP_CLASS_UID = 0x00080016
+SOP_INSTANCE_UID = 0x00080018
+STUDY_INSTANCE_UID = 0x0020000D
+SERIES_INSTANCE_UID = 0x0020000E
+_TAG_NAMES = {
+    SOP_CLASS_UID: "SOP Class UID",
+    SOP_INSTANCE_UID: "SOP Instance UID",
+    STUDY_INSTANCE_UID: "Study Instance UID",
+    SERIES_INSTANCE_UID: "Series Instance UID",
+}
+_MISMATCH = Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
+_FLAT_TAGS = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID})
+_STUDY_TAGS = _FLAT_TAGS | {STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
+
+
+class Layout(StrEnum):
+    """Where a stored instance goes below the output folder."""
+
+    STUDY = "study"  # <out>/<StudyInstanceUID>/<SeriesInstanceUID>/<SOPInstanceUID>.dcm
+    FLAT = "flat"  # <out>/<SOPInstanceUID>.dcm
+
+
+class FsyncPolicy(StrEnum):
+    """How durable a file is when its store is answered Success."""
+
+    NONE = "none"  # renamed into place; the kernel writes it back when it likes
+    FILE = "file"  # the file's data is fsynced before the rename
+    FILE_AND_DIR = "file+dir"  # also the directory entries: the rename and new folders
+
+
+class StoreRequest(msgspec.Struct, frozen=True, array_like=True):
+    """What a writer needs to store one C-STORE data set; travels between processes.
+
+    ``spool_path`` names a temporary file (from :meth:`Storage.temp_path`)
+    already holding the meta group and the data set; without it the data set
+    is a buffer handed over separately. Fields are plain ``str``: msgspec
+    cannot encode str subclasses such as pydicom's ``UID``.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    transfer_syntax: str
+    source_ae_title: str = ""
+    spool_path: str | None = None
+
+
+class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
+    """The result of a store: the C-STORE-RSP status, and where the file went."""
+
+    status: int
+    path: str = ""
+    error_comment: str = ""
+    bytes_written: int = 0
+
+
+def _failure(status: Status, comment: str) -> StoreOutcome:
+    return StoreOutcome(status, error_comment=comment[:_COMMENT_LENGTH])
+
+
+class Storage:
+    """Writes Part 10 files into ``out_dir`` in a layout, atomically, with an fsync policy.
+
+    Safe to use from several threads and processes at once: temporary names
+    are unique and ``os.replace`` is atomic, so concurrent stores of one SOP
+    Instance UID leave one complete file (the last renamed).
+    """
+
+    def __init__(
+        self,
+        out_dir: str | os.PathLike[str],
+        layout: Layout | str = Layout.STUDY,
+        fsync: FsyncPolicy | str = FsyncPolicy.FILE,
+        implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
+        implementation_version_name: str = IMPLEMENTATION_VERSION_NAME,
+    ) -> None:
+        self.layout = Layout(layout)
+        self.fsync = FsyncPolicy(fsync)
+        self.implementation_class_uid = str(implementation_class_uid)
+        self.implementation_version_name = implementation_version_name
+        # Plain strings on the hot path: os.path is much cheaper than pathlib.
+        self._out = os.path.abspath(os.fspath(out_dir))
+        self._tmp = os.path.join(self._out, TEMP_DIR_NAME)
+        os.makedirs(self._tmp, exist_ok=True)
+        self._wanted = _STUDY_TAGS if self.layout is Layout.STUDY else _FLAT_TAGS
+        self._counter = itertools.count()
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self._out)
+
+    @property
+    def tmp_dir(self) -> Path:
+        return Path(self._tmp)
+
+    def meta_for(self, request: StoreRequest) -> bytes:
+        """Preamble, ``DICM`` and the File Meta Information group for ``request``.
+
+        Raises ValueError (UnicodeEncodeError) if a UID or the AE title is not ASCII.
+        """
+        return build_file_meta(
+            request.sop_class_uid,
+            request.sop_instance_uid,
+            request.transfer_syntax,
+            self.implementation_class_uid,
+            self.implementation_version_name,
+            request.source_ae_title,
+        )
+
+    def temp_path(self, tag: str) -> Path:
+        """A fresh name in the temporary folder: ``<tag>.<pid>.<counter>.<random>.part``.
+
+        The pid lets :meth:`remove_temp_files` clean up after a dead process.
+        """
+        return Path(self._temp_name(tag))
+
+    def _temp_name(self, tag: str) -> str:
+        if not _TEMP_TAG.fullmatch(tag):
+            raise ValueError(f"temporary file tag {tag!r} is not 1-32 letters, digits, - or _")
+        name = f"{tag}.{os.getpid()}.{next(self._counter)}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
+        return os.path.join(self._tmp, name)
+
+    def store_buffer(self, request: StoreRequest, dataset: memoryview) -> StoreOutcome:
+        """Check ``request`` and ``dataset``, then write the file and rename it into place.
+
+        The data set is written from the buffer itself (``os.writev``), never copied.
+        """
+        view = memoryview(dataset)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        rejected = self._check_request(request)
+        if rejected is not None:
+            return rejected
+        target = self._target(request, view[:PEEK_LIMIT], complete=len(view) <= PEEK_LIMIT)
+        if isinstance(target, StoreOutcome):
+            return target
+        meta = self.meta_for(request)
+        temp = self._temp_name("store")
+        try:
+            self._write_file(temp, meta, view)
+            self._install(temp, target)
+        except OSError as error:
+            _discard(temp)
+            return _os_failure(error, request)
+        except BaseException:
+            _discard(temp)
+            raise
+        return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + len(view))
+
+    def store_spooled(
+        self, request: StoreRequest, spool_path: str | os.PathLike[str], head: memoryview
+    ) -> StoreOutcome:
+        """Check and rename into place a spool file holding ``meta_for(request)`` + the data set.
+
+        ``head`` is the start of the data set (the UID checks read at most
+        PEEK_LIMIT bytes of it). On any failure the spool file is removed.
+        """
+        spool = os.path.abspath(os.fspath(spool_path))
+        if os.path.dirname(spool) != self._tmp:  # never rename or remove anything else
+            return _failure(Status.PROCESSING_FAILURE, "spool file outside the temporary folder")
+        rejected = self._check_request(request)
+        if rejected is not None:
+            _discard(spool)
+            return rejected
+        try:
+            size = os.stat(spool).st_size
+            head = memoryview(head)[:PEEK_LIMIT]
+            dataset_length = size - len(self.meta_for(request))
+            target = self._target(request, head, complete=len(head) >= dataset_length)
+            if isinstance(target, StoreOutcome):
+                _discard(spool)
+                return target
+            if self.fsync is not FsyncPolicy.NONE:
+                _fsync_path(spool, os.O_RDONLY)
+            self._install(spool, target)
+        except OSError as error:
+            _discard(spool)
+            return _os_failure(error, request)
+        except BaseException:
+            _discard(spool)
+            raise
+        return StoreOutcome(Status.SUCCESS, target, bytes_written=size)
+
+    def remove_temp_files(self, owner_pid: int | None = None) -> int:
+        """Delete stale temporary files: all of them, or those of the dead process ``owner_pid``.
+
+        Without ``owner_pid`` it also removes the files of live writers: call
+        it only when none is running (at start-up). Returns the count.
+        """
+        removed = 0
+        with os.scandir(self._tmp) as entries:
+            for entry in entries:
+                if not entry.name.endswith(_TEMP_SUFFIX):
+                    continue
+                if owner_pid is not None and _temp_owner(entry.name) != owner_pid:
+                    continue
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+        return removed
+
+    def _check_request(self, request: StoreRequest) -> StoreOutcome | None:
+        """Refuse a request whose UIDs or AE title cannot go into a meta group or a path."""
+        for name, uid in (
+            ("SOP Instance UID", request.sop_instance_uid),
+            ("SOP Class UID", request.sop_class_uid),
+            ("Transfer Syntax UID", request.transfer_syntax),
+        ):
+            if not is_valid_uid(uid):
+                return _failure(Status.CANNOT_UNDERSTAND, f"invalid {name} in the request")
+        if request.source_ae_title:
+            try:
+                normalize_ae_title(request.source_ae_title)
+            except (TypeError, ValueError):
+                return _failure(Status.PROCESSING_FAILURE, "invalid source AE title")
+        return None
+
+    def _target(
+        self, request: StoreRequest, head: memoryview, complete: bool
+    ) -> str | StoreOutcome:
+        """The final path of a valid data set, or why the data set is refused."""
+        try:
+            found = peek_elements(head, request.transfer_syntax, self._wanted, complete=complete)
+        except PeekError as error:
+            # PeekError messages carry tags, offsets and VRs (repr), no wire text.
+            return _failure(Status.CANNOT_UNDERSTAND, str(error))
+        for tag, expected in (
+            (SOP_CLASS_UID, request.sop_class_uid),
+            (SOP_INSTANCE_UID, request.sop_instance_uid),
+        ):
+            actual = found.get(tag)
+            if actual is None:
+                return _failure(_MISMATCH, f"data set lacks {_TAG_NAMES[tag]}")
+            if actual != expected:
+                return _failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
+        file_name = request.sop_instance_uid + ".dcm"
+        if self.layout is Layout.FLAT:
+            return os.path.join(self._out, file_name)
+        folders = []
+        for tag in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID):
+            uid = found.get(tag)
+            if uid is None:
+                return _failure(Status.CANNOT_UNDERSTAND, f"data set lacks {_TAG_NAMES[tag]}")
+            if not is_valid_uid(uid):
+                return _failure(
+                    Status.CANNOT_UNDERSTAND, f"invalid {_TAG_NAMES[tag]} in the data set"
+                )
+            folders.append(uid)
+        return os.path.join(self._out, *folders, file_name)
+
+    def _write_file(self, temp: str, meta: bytes, dataset: memoryview) -> None:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, [memoryview(meta), dataset])
+            if self.fsync is not FsyncPolicy.NONE:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _install(self, temp: str, target: str) -> None:
+        """Rename ``temp`` to ``target``, making its folders if needed; fsync folders per policy."""
+        try:
+            os.replace(temp, target)
+            created: list[str] = []
+        except FileNotFoundError:  # first instance of its study or series
+            created = self._make_folders(os.path.dirname(target))
+            os.replace(temp, target)
+        if self.fsync is FsyncPolicy.FILE_AND_DIR:
+            for folder in {os.path.dirname(target), *map(os.path.dirname, created)}:
+                _fsync_path(folder, os.O_RDONLY | os.O_DIRECTORY)
+
+    def _make_folders(self, folder: str) -> list[str]:
+        """Create ``folder`` and its missing parents below the output folder; those created."""
+        missing = []
+        while folder != self._out and not os.path.isdir(folder):
+            missing.append(folder)
+            folder = os.path.dirname(folder)
+        created = []
+        for path in reversed(missing):
+            try:
+                os.mkdir(path)
+            except FileExistsError:  # a concurrent store made it first
+                continue
+            created.append(path)
+        return created
+
+
+def _write_all(fd: int, chunks: list[memoryview]) -> None:
+    """Write every byte of ``chunks``, resuming after partial writes."""
+    pending = [chunk for chunk in chunks if len(chunk)]
+    while pending:
+        written = os.writev(fd, pending)
+        if written <= 0:
+            raise OSError(errno.EIO, "write made no progress")
+        while pending and written >= len(pending[0]):
+            written -= len(pending.pop(0))
+        if written:
+            pending[0] = pending[0][written:]
+
+
+def _fsync_path(path: str, flags: int) -> None:
+    fd = os.open(path, flags | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as error:  # e.g. a read-only file system: nothing more to do
+        _log.warning(
+            "cannot remove temporary file %s: %s",
+            path,
+            errno.errorcode.get(error.errno, error.errno),
+        )
+
+
+def _temp_owner(name: str) -> int | None:
+    """The pid in ``<tag>.<pid>.<counter>.<random>.part``, or None if it is not one of ours."""
+    parts = name.split(".")
+    if len(parts) != 5 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def _os_failure(error: OSError, request: StoreRequest) -> StoreOutcome:
+    """The status for a failed write; the comment names the errno, never a path."""
+    name = errno.errorcode.get(error.errno, str(error.errno)) if error.errno else "unknown error"
+    if error.errno in _OUT_OF_RESOURCES:
+        status, comment = Status.OUT_OF_RESOURCES, f"out of resources: {name}"
+    else:
+        status, comment = Status.PROCESSING_FAILURE, f"cannot store the file: {name}"
+    # The SOP Instance UID was validated before anything was written.
+    _log.warning("store of %s failed: %s (%s)", request.sop_instance_uid, name, error.strerror)
+    return _failure(status, comment)
