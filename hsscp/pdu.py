@@ -232,10 +232,14 @@ class PDataTF:
         return cls(pdvs)
 
 
+_P_DATA_TF = int(PduType.P_DATA_TF)  # an enum lookup per PDU shows on the send path
+_pack_pdata_header = PDATA_SINGLE_HEADER.pack
+
+
 def pdata_buffers(context_id: int, control: int, payload) -> list:
     """One P-DATA-TF carrying one PDV, as [header, payload]: the send hot path."""
     n = len(payload)
-    return [PDATA_SINGLE_HEADER.pack(PduType.P_DATA_TF, n + 6, n + 2, context_id, control), payload]
+    return [_pack_pdata_header(_P_DATA_TF, n + 6, n + 2, context_id, control), payload]
 
 
 # -- release and abort -------------------------------------------------------

@@ -36,6 +36,10 @@ PDATA_WHOLE = 3
 MAX_CONTROL_PDU_LENGTH = 2 * 1024 * 1024
 
 _HEADER, _BODY, _PDV_HEADER, _PDV_DATA = range(4)
+# Plain ints and a bound method: enum and attribute lookups cost on the hot path.
+_P_DATA_TF = int(PduType.P_DATA_TF)
+_PDATA_HEADER_SIZE = PDATA_SINGLE_HEADER.size
+_unpack_pdata_header = PDATA_SINGLE_HEADER.unpack_from
 _EMPTY = memoryview(b"")
 
 
@@ -74,13 +78,13 @@ class PduReader:
                 yield PDV, self._context_id, self._control, view[pos : pos + take], done
                 pos += take
             elif phase == _HEADER:
-                if not self._staged and end - pos >= PDATA_SINGLE_HEADER.size and view[pos] == PduType.P_DATA_TF:
-                    pdu_type, length, pdv_length, context_id, control = PDATA_SINGLE_HEADER.unpack_from(view, pos)
+                if view[pos] == _P_DATA_TF and end - pos >= _PDATA_HEADER_SIZE and not self._staged:
+                    _, length, pdv_length, context_id, control = _unpack_pdata_header(view, pos)
                     stop = pos + PDU_HEADER_LENGTH + length
                     if pdv_length + 4 == length and stop <= end and pdv_length >= 2 and (
                         not self.max_pdata_length or length <= self.max_pdata_length
                     ):
-                        yield PDATA_WHOLE, context_id, control, view[pos + PDATA_SINGLE_HEADER.size : stop]
+                        yield PDATA_WHOLE, context_id, control, view[pos + _PDATA_HEADER_SIZE : stop]
                         pos = stop
                         continue
                 header, pos = self._gather(view, pos, PDU_HEADER_LENGTH)
