@@ -105,6 +105,10 @@ class Engine:
         return out
 
     @property
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    @property
     def max_fragment(self) -> int:
         """The most PDV value bytes one P-DATA-TF to the peer may carry."""
         if self.peer_max_pdu_length == 0:

@@ -54,6 +54,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = ""
         self._deadline = 0.0
+        self._active = False
         self._loop = asyncio.get_running_loop()
 
     # -- transport callbacks ---------------------------------------------------
@@ -72,9 +73,11 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._timer_kind == "network":
-            self._deadline = self._loop.time() + self.service.network_timeout
-        self._after(self.engine.receive_data(self._buffer[:nbytes]))
+        self._active = True  # the network timer looks at this instead of a clock read per read
+        indications = self.engine.receive_data(self._buffer[:nbytes])
+        # Most reads are part of a dataset: nothing to say, write or time differently.
+        if indications or self.engine.has_output or self.engine.close_requested:
+            self._after(indications)
 
     def eof_received(self) -> bool:
         return False  # let the transport close; connection_lost reports it
@@ -172,6 +175,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if timeout is None:
             return
         self._timer_kind = kind
+        self._active = False
         self._deadline = self._loop.time() + timeout
         self._timer = self._loop.call_at(self._deadline, self._timer_fired)
 
@@ -182,8 +186,11 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._timer_kind = ""
 
     def _timer_fired(self) -> None:
+        if self._timer_kind == "network" and self._active:  # data came: wait a full period more
+            self._active = False
+            self._deadline = self._loop.time() + self.service.network_timeout
         now = self._loop.time()
-        if now < self._deadline:  # activity moved the deadline on: wait the rest
+        if now < self._deadline:
             self._timer = self._loop.call_at(self._deadline, self._timer_fired)
             return
         kind = self._timer_kind
