@@ -1,5 +1,357 @@
-"""``hsscp bench``: placeholder until the benchmark lands."""
+"""``hsscp bench``: end-to-end storage throughput of several SCPs, driven by the same senders, in one run.
+
+For every SCP asked for (each started on a free 127.0.0.1 port, writing to
+a tmpfs when it can be mounted), every maximum PDU, data set and number of
+associations K, each sender sends the same instances ``--runs`` times:
+
+* ``hsscp``: ``hsscp storescu -c K`` (one process, one event loop);
+* ``hsscp-async``: the same with ``--async-ops`` (when asked for);
+* ``dcmtk``: K DCMTK ``storescu`` processes over disjoint parts of the files.
+
+Measured per run: wall time from the senders' start to their exit (process
+start-up included, for every sender alike), instances/s and MB/s of data
+set bytes, CPU of the SCP's whole process tree per instance, and CPU of the
+senders per instance. The table shows medians and the ratio of instances/s
+to DCMTK ``storescp --fork`` with the same sender.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgspec
+
+from hsscp.loadgen import datasets, scps
+
+REFERENCE_SCP = "dcmtk-fork"
+DEFAULT_SCPS = ("hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom")
+# Files per data set kind and passes over them per run.
+FULL_COUNTS = {"tiny": (2000, 10), "ct": (200, 2), "multiframe": (4, 1), "mixed": (13, 40)}
+QUICK_COUNTS = {"tiny": (100, 2), "ct": (8, 1), "multiframe": (1, 1), "mixed": (13, 1)}
+
+
+class RunResult(msgspec.Struct):
+    scp: str
+    sender: str
+    dataset: str
+    associations: int
+    max_pdu: int
+    instances: int
+    bytes: int
+    wall_s: float
+    scp_cpu_s: float
+    sender_cpu_s: float
+    ok: bool
+    detail: str = ""
+    sender_reported_per_s: float | None = None  # hsscp senders: their own rate, start-up excluded
+
+
+class Row(msgspec.Struct):
+    dataset: str
+    max_pdu: int
+    associations: int
+    scp: str
+    sender: str
+    runs: int
+    instances_per_s: float
+    mb_per_s: float
+    scp_cpu_us_per_instance: float
+    sender_cpu_us_per_instance: float
+    ratio_to_reference: float | None
+    ok: bool
+
+
+@dataclass
+class Plan:
+    scps: list[str]
+    senders: list[str]
+    datasets: list[str]
+    associations: list[int]
+    max_pdus: list[int]
+    runs: int
+    counts: dict[str, tuple[int, int]]
+    async_ops: int
+    run_timeout: float
+    results: list[RunResult] = field(default_factory=list)
+
+
+# -- senders ---------------------------------------------------------------------
+
+
+def _split(paths: list[str], parts: int) -> list[list[str]]:
+    return [part for part in (paths[i::parts] for i in range(parts)) if part]
+
+
+def _sender_commands(sender: str, port: int, folder: str, paths: list[str], k: int, repeat: int,
+                     pdu: int, plan: Plan, report: str) -> tuple[list[list[str]], dict[str, str]]:
+    if sender == "dcmtk":
+        commands = [["storescu", "-R", "--repeat", str(repeat), "-pdu", str(pdu), scps.HOST, str(port), *part]
+                    for part in _split(paths, k)]
+        return commands, scps.dcmtk_env()
+    command = [sys.executable, "-m", "hsscp.loadgen", "storescu", scps.HOST, str(port), folder, "-c", str(k),
+               "--repeat", str(repeat), "-pdu", str(pdu), "-q", "--json", report]
+    if sender == "hsscp-async":
+        command += ["--async-ops", str(plan.async_ops)]
+    return [command], scps.python_env()
+
+
+def _run_senders(commands: list[list[str]], env: dict[str, str], timeout: float, log_path: str
+                 ) -> tuple[float, float, list[int]]:
+    """Start every command at once; return (wall seconds, CPU seconds, exit codes)."""
+    with open(log_path, "wb") as log:
+        started = time.perf_counter()
+        procs = [subprocess.Popen(c, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+                 for c in commands]
+    cpu, codes = 0.0, []
+    deadline = time.monotonic() + timeout
+    try:
+        for proc in procs:
+            while (waited := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"a sender ran past {timeout} s")
+                time.sleep(0.002)
+            _, status, usage = waited
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            cpu += usage.ru_utime + usage.ru_stime
+            codes.append(proc.returncode)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                proc.wait()
+    return time.perf_counter() - started, cpu, codes
+
+
+def _tail(path: str, lines: int = 3) -> str:
+    with open(path, "rb") as f:
+        return " | ".join(f.read().decode(errors="replace").strip().splitlines()[-lines:])
+
+
+# -- one run -----------------------------------------------------------------------
+
+
+def _one_run(plan: Plan, scp: str, proc: subprocess.Popen, port: int, sender: str, kind: str,
+             folder: str, paths: list[str], size: int, k: int, pdu: int, work: str) -> RunResult:
+    files, repeat = plan.counts[kind]
+    report = os.path.join(work, "sender-report.json")
+    commands, env = _sender_commands(sender, port, folder, paths, k, repeat, pdu, plan, report)
+    before = scps.tree_cpu_seconds(proc.pid)
+    detail, own_rate = "", None
+    try:
+        log_path = os.path.join(work, "senders.log")
+        wall, sender_cpu, codes = _run_senders(commands, env, plan.run_timeout, log_path)
+        ok = all(code == 0 for code in codes)
+        if not ok:
+            detail = f"sender exit codes {codes}: {_tail(log_path)}"
+    except TimeoutError as exc:
+        wall, sender_cpu, ok, detail = plan.run_timeout, 0.0, False, str(exc)
+    time.sleep(0.05)  # let forked children of the SCP finish exiting before reading their CPU
+    scp_cpu = scps.tree_cpu_seconds(proc.pid) - before
+    if sender.startswith("hsscp") and os.path.exists(report):
+        with open(report, "rb") as f:
+            own_rate = json.loads(f.read()).get("per_second")
+        os.unlink(report)
+    return RunResult(scp, sender, kind, k, pdu, len(paths) * repeat, size * repeat, wall, scp_cpu, sender_cpu,
+                     ok, detail, own_rate)
+
+
+# -- the whole benchmark ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def output_folder(work: str) -> Iterator[tuple[str, bool]]:
+    """A folder for the SCPs' files: a fresh tmpfs when we may mount one, else a plain folder."""
+    out = os.path.join(work, "out")
+    os.makedirs(out)
+    mounted = False
+    if os.geteuid() == 0:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=50%", "tmpfs", out], capture_output=True)
+        mounted = done.returncode == 0
+    try:
+        yield out, mounted
+    finally:
+        if mounted:
+            subprocess.run(["umount", out], capture_output=True)
+
+
+def _generate(plan: Plan, data_root: str) -> dict[str, tuple[str, list[str], int]]:
+    made = {}
+    for kind in plan.datasets:
+        files, _ = plan.counts[kind]
+        folder = os.path.join(data_root, f"{kind}-{files}")
+        paths = datasets.generate(kind, files, folder)
+        made[kind] = (folder, paths, sum(_dataset_size(p) for p in paths))
+    return made
+
+
+def _dataset_size(path: str) -> int:
+    from hsscp.loadgen.files import read_instance
+
+    return read_instance(path).dataset_length
+
+
+def run_plan(plan: Plan, data_root: str, work: str, say) -> bool:
+    """Run every case; return whether the output was on a tmpfs."""
+    data = _generate(plan, data_root)
+    with output_folder(work) as (out, on_tmpfs):
+        say("SCP output on a tmpfs" if on_tmpfs else f"SCP output in {out} (no tmpfs: could not mount one)")
+        for scp in plan.scps:
+            spec = scps.SCPS[scp]
+            for pdu in plan.max_pdus:
+                # Every run sends the same instances: files are overwritten, so the folder holds one
+                # copy of each data set until the SCP stops (cleaning under a running SCP would break it).
+                scp_out = os.path.join(out, f"{scp}-{pdu}")
+                os.makedirs(scp_out)
+                port = scps.free_port()
+                with scps.running(spec, port, scp_out, pdu, os.path.join(work, f"{scp}.log")) as proc:
+                    for kind in plan.datasets:
+                        folder, paths, size = data[kind]
+                        for k in plan.associations:
+                            for sender in plan.senders:
+                                for _ in range(plan.runs):
+                                    result = _one_run(plan, scp, proc, port, sender, kind, folder, paths,
+                                                      size, k, pdu, work)
+                                    plan.results.append(result)
+                                    say(_progress_line(result))
+                shutil.rmtree(scp_out)
+    return on_tmpfs
+
+
+def _progress_line(r: RunResult) -> str:
+    rate = r.instances / r.wall_s if r.wall_s else 0.0
+    state = "ok" if r.ok else f"FAILED ({r.detail})"
+    return (f"  {r.dataset:<10} pdu {r.max_pdu:<6} K={r.associations} {r.scp:<13} <- {r.sender:<11} "
+            f"{rate:9.1f}/s  {r.wall_s:6.2f} s  {state}")
+
+
+def summarize(results: list[RunResult]) -> list[Row]:
+    groups: dict[tuple, list[RunResult]] = {}
+    for r in results:
+        groups.setdefault((r.dataset, r.max_pdu, r.associations, r.scp, r.sender), []).append(r)
+    rows = []
+    for (kind, pdu, k, scp, sender), runs in groups.items():
+        rows.append(Row(
+            kind, pdu, k, scp, sender, len(runs),
+            round(statistics.median(r.instances / r.wall_s for r in runs), 1),
+            round(statistics.median(r.bytes / r.wall_s / 1e6 for r in runs), 2),
+            round(statistics.median(r.scp_cpu_s / r.instances * 1e6 for r in runs), 1),
+            round(statistics.median(r.sender_cpu_s / r.instances * 1e6 for r in runs), 1),
+            None, all(r.ok for r in runs),
+        ))
+    reference = {(r.dataset, r.max_pdu, r.associations, r.sender): r.instances_per_s
+                 for r in rows if r.scp == REFERENCE_SCP}
+    for row in rows:
+        base = reference.get((row.dataset, row.max_pdu, row.associations, row.sender))
+        row.ratio_to_reference = round(row.instances_per_s / base, 2) if base else None
+    return rows
+
+
+def format_table(rows: list[Row]) -> str:
+    header = ("| data set | max PDU | K | SCP | sender | instances/s | MB/s | SCP CPU us/inst "
+              f"| sender CPU us/inst | x {REFERENCE_SCP} |")
+    lines = [header, "|" + "---|" * 10]
+    for r in rows:
+        ratio = f"{r.ratio_to_reference:.2f}" if r.ratio_to_reference is not None else ""
+        flag = "" if r.ok else " FAILED"
+        lines.append(f"| {r.dataset} | {r.max_pdu} | {r.associations} | {r.scp} | {r.sender} | "
+                     f"{r.instances_per_s:.1f}{flag} | {r.mb_per_s:.2f} | {r.scp_cpu_us_per_instance:.0f} | "
+                     f"{r.sender_cpu_us_per_instance:.0f} | {ratio} |")
+    return "\n".join(lines)
+
+
+# -- command line ---------------------------------------------------------------------------
+
+
+def _names(text: str) -> list[str]:
+    return [name for name in text.split(",") if name]
+
+
+def _ints(text: str) -> list[int]:
+    return [int(value) for value in _names(text)]
 
 
 def register(subparsers) -> None:
-    pass
+    p = subparsers.add_parser(
+        "bench", help="compare storage SCPs end to end, driven by the same senders",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.set_defaults(func=run_bench)
+    p.add_argument("--quick", action="store_true", help="small counts, one run, K=2, 16 KiB PDUs: a smoke test")
+    p.add_argument("--scps", type=_names, metavar="LIST",
+                   help=f"SCPs to compare, of {', '.join(scps.SCPS)} (default {','.join(DEFAULT_SCPS)})")
+    p.add_argument("--senders", "--sender", type=_names, metavar="LIST",
+                   help="hsscp, hsscp-async, dcmtk (default hsscp,dcmtk)")
+    p.add_argument("--datasets", type=_names, metavar="LIST",
+                   help=f"of {', '.join(datasets.KINDS)} (default tiny,ct)")
+    p.add_argument("-c", "--associations", type=_ints, metavar="LIST", help="values of K (default 1,4)")
+    p.add_argument("--max-pdu", type=_ints, metavar="LIST", help="maximum PDU sizes (default 16384,131072)")
+    p.add_argument("--runs", type=int, metavar="N", help="runs per case; the table shows medians (default 3)")
+    p.add_argument("--files", type=int, metavar="N", help="files per data set (default: per kind)")
+    p.add_argument("--repeat", type=int, metavar="N", help="passes over the files per run (default: per kind)")
+    p.add_argument("--async-ops", type=int, default=16, metavar="N", help="window of the hsscp-async sender")
+    p.add_argument("--run-timeout", type=float, default=900.0, metavar="SECONDS", help="a run taking longer fails")
+    p.add_argument("--data-dir", metavar="DIR", help="keep the generated data sets here, to reuse them")
+    p.add_argument("--json", metavar="FILE", help="write every run and the table as JSON")
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    quick = args.quick
+    counts = dict(QUICK_COUNTS if quick else FULL_COUNTS)
+    for kind, (files, repeat) in counts.items():
+        counts[kind] = (args.files or files, args.repeat or repeat)
+    plan = Plan(
+        scps=args.scps or list(DEFAULT_SCPS),
+        senders=args.senders or ["hsscp", "dcmtk"],
+        datasets=args.datasets or (["tiny"] if quick else ["tiny", "ct"]),
+        associations=args.associations or ([2] if quick else [1, 4]),
+        max_pdus=args.max_pdu or ([16384] if quick else [16384, 131072]),
+        runs=args.runs or (1 if quick else 3),
+        counts=counts, async_ops=args.async_ops, run_timeout=args.run_timeout,
+    )
+    unknown = [s for s in plan.scps if s not in scps.SCPS] + \
+        [s for s in plan.senders if s not in ("hsscp", "hsscp-async", "dcmtk")] + \
+        [d for d in plan.datasets if d not in datasets.KINDS]
+    if unknown:
+        raise ValueError(f"unknown names: {', '.join(unknown)}")
+    for scp in plan.scps:
+        scps.require(scps.SCPS[scp])
+    if "dcmtk" in plan.senders and shutil.which("storescu") is None:
+        raise ValueError("the dcmtk sender needs DCMTK's storescu: apt-get install dcmtk")
+    return plan
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    try:
+        plan = _plan(args)
+    except (ValueError, RuntimeError) as exc:
+        print(f"hsscp bench: error: {exc}", file=sys.stderr)
+        return 2
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    work = tempfile.mkdtemp(prefix="hsscp-bench-")
+    try:
+        data_root = args.data_dir or os.path.join(work, "data")
+        on_tmpfs = run_plan(plan, data_root, work, say)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rows = summarize(plan.results)
+    print(format_table(rows))
+    if args.json:
+        document = {"output_on_tmpfs": on_tmpfs, "reference_scp": REFERENCE_SCP, "cpus": os.cpu_count(),
+                    "rows": rows, "runs": plan.results}
+        with open(args.json, "wb") as out:
+            out.write(msgspec.json.format(msgspec.json.encode(document)))
+    return 0 if all(row.ok for row in rows) else 1
