@@ -4,6 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 11112
 OUT    ?= received
+BIND   ?=
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
 PEERS  := storescp:dcmtk openssl:openssl
@@ -42,7 +43,7 @@ bench: venv
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
 
 run: venv
-	$(PY) -m hsscp storescp -od $(OUT) $(PORT)
+	$(PY) -m hsscp storescp $(if $(BIND),--bind $(BIND)) -od $(OUT) $(PORT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

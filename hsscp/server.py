@@ -169,5 +169,10 @@ def make_server(
         contexts = ae.supported_contexts
     if not contexts:
         raise ValueError("No supported presentation contexts: add some with add_supported_context()")
-    server_class = server_class or AssociationServer
+    if server_class is None:
+        if kwargs.get("workers"):
+            from hsscp.multiprocess_server import MultiprocessServer as server_class
+        else:
+            kwargs.pop("workers", None)
+            server_class = AssociationServer
     return server_class(ae, address, ae_title, contexts, ssl_context, evt_handlers, **kwargs)

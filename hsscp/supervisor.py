@@ -72,11 +72,25 @@ def build_ae(config: Any):
 
 
 class Supervisor:
-    def __init__(self, config: Any, ae: Any = None, evt_handlers: list | None = None, ssl_context=None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        ae: Any = None,
+        evt_handlers: list | None = None,
+        ssl_context=None,
+        listener=None,
+        ae_title: str | None = None,
+        contexts: list | None = None,
+    ) -> None:
         self.config = config
         self.ae = ae or build_ae(config)
+        self.ae_title = ae_title or self.ae._ae_title_str
+        self.contexts = contexts or self.ae.supported_contexts
         self.evt_handlers = evt_handlers
         self.ssl_context = ssl_context
+        self.listener = listener
+        # A user's C-STORE handler stores the data itself: no writer pool then.
+        self.writers = 0 if _handles_store(evt_handlers) or config.ignore else config.writers
         self.children: dict[int, _Child] = {}
         self.stopping = False
         self.exit_code = 0
@@ -91,7 +105,8 @@ class Supervisor:
     def _prepare(self) -> None:
         config = self.config
         self.rundir = tempfile.mkdtemp(prefix="hsscp-")
-        self.listener = bind_listener((config.bind, config.port))
+        if self.listener is None:
+            self.listener = bind_listener((config.bind, config.port))
         self.storage = Storage(
             config.output_directory,
             Layout(config.layout),
@@ -107,7 +122,7 @@ class Supervisor:
 
         self.heartbeats = multiprocessing.RawArray("d", config.workers)
         self.stats = stats_table.new_table(config.workers)
-        self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(config.writers)]
+        self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writers)]
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def _install_signals(self) -> None:
@@ -153,7 +168,8 @@ class Supervisor:
                 index=index,
                 listener=self.listener,
                 ae=self.ae,
-                ae_title=self.ae._ae_title_str,
+                ae_title=self.ae_title,
+                contexts=self.contexts,
                 limiter=self.limiter,
                 heartbeats=self.heartbeats,
                 stats_table=self.stats,
@@ -266,13 +282,13 @@ class Supervisor:
         self._prepare()
         self._install_signals()
         try:
-            for index in range(self.config.writers):
+            for index in range(self.writers):
                 self._fork("writer", index)
             for index in range(self.config.workers):
                 self._spawn_worker(index)
             log.info(
                 "hsscp storescp listening on %s:%d with %d workers and %d writers",
-                *self.listener.getsockname()[:2], self.config.workers, self.config.writers,
+                *self.listener.getsockname()[:2], self.config.workers, self.writers,
             )
             while True:
                 select.select([self._wakeup_r], [], [], 0.25)
@@ -331,6 +347,12 @@ def serve(config: Any, ae: Any = None, evt_handlers: list | None = None) -> Serv
     from hsscp.config import ssl_context
 
     return Supervisor(config, ae=ae, evt_handlers=evt_handlers, ssl_context=ssl_context(config)).run()
+
+
+def _handles_store(evt_handlers: list | None) -> bool:
+    from hsscp import events
+
+    return bool(evt_handlers) and events.HandlerSet(evt_handlers).has(events.EVT_C_STORE)
 
 
 def set_process_name(name: str) -> None:

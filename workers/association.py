@@ -48,6 +48,7 @@ class WorkerContext:
     stats_table: Any
     graceful_timeout: float
     writer_paths: list[str] = field(default_factory=list)
+    contexts: list | None = None  # supported contexts, when not the AE's own
     storage: Storage | None = None
     spool_threshold: int = 4 * 1024 * 1024
     ignore: bool = False
@@ -98,7 +99,7 @@ async def _serve(ctx: WorkerContext) -> int:
 async def _build_service(ctx: WorkerContext):
     stats = Stats(ctx.stats_table, ctx.index)
     handlers = events.HandlerSet(ctx.evt_handlers)
-    common = (ctx.ae, ctx.ae_title, ctx.ae.supported_contexts, handlers, ctx.limiter)
+    common = (ctx.ae, ctx.ae_title, ctx.contexts or ctx.ae.supported_contexts, handlers, ctx.limiter)
     if ctx.evt_handlers and handlers.has(events.EVT_C_STORE):
         service = AcceptorService(*common)
         service.stats = stats

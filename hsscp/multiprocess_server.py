@@ -1,0 +1,96 @@
+"""``AE.start_server(..., workers=N)``: the pre-fork supervisor behind the pynetdicom API.
+
+The user's event handlers are inherited by the workers at fork and run
+there; without an ``EVT_C_STORE`` handler the built-in writer pool stores
+under ``output_directory``. ``block=True`` runs the supervisor in the
+calling process; otherwise it runs in a child process and ``shutdown()``
+stops it gracefully.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import ssl
+from collections.abc import Sequence
+from typing import Any
+
+from hsscp.aet import normalize_ae_title
+from hsscp.config import ServerConfig
+from hsscp.server import bind_listener
+from hsscp.supervisor import Supervisor
+
+
+class MultiprocessServer:
+    def __init__(
+        self,
+        ae: Any,
+        address: tuple[str, int],
+        ae_title: str | bytes,
+        contexts: Sequence,
+        ssl_context: ssl.SSLContext | None = None,
+        evt_handlers: list | None = None,
+        workers: int = 2,
+        writers: int | None = None,
+        output_directory: str = "received",
+        **settings: Any,
+    ) -> None:
+        self.ae = ae
+        self.ae_title = normalize_ae_title(ae_title)
+        self.contexts = list(contexts)
+        self.ssl_context = ssl_context
+        self.evt_handlers = evt_handlers
+        self.socket = bind_listener(address)  # bound now, so port 0 is known at once
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
+        self.config = ServerConfig(
+            port=self.server_address[1],
+            bind=address[0],
+            ae_title=self.ae_title,
+            output_directory=str(output_directory),
+            max_pdu=ae.maximum_pdu_size,
+            acse_timeout=ae.acse_timeout or 30,
+            dimse_timeout=ae.dimse_timeout or 30,
+            network_timeout=ae.network_timeout or 60,
+            workers=workers,
+            writers=writers or workers,
+            max_associations=ae.maximum_associations,
+            require_called_aet=ae.require_called_aet,
+            require_calling_aet=list(ae._require_calling_aet_str),
+            **settings,
+        )
+        self._child = 0
+
+    def serve_forever(self) -> None:
+        supervisor = Supervisor(
+            self.config,
+            ae=self.ae,
+            evt_handlers=self.evt_handlers,
+            ssl_context=self.ssl_context,
+            listener=self.socket,
+            ae_title=self.ae_title,
+            contexts=self.contexts,
+        )
+        supervisor.run()
+
+    def start(self) -> MultiprocessServer:
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                self.serve_forever()
+                code = 0
+            finally:
+                os._exit(code)
+        self._child = pid
+        self.socket.close()  # the child owns the listener now
+        return self
+
+    def shutdown(self) -> None:
+        """Stop gracefully: open associations finish, then everything exits."""
+        if self._child:
+            try:
+                os.kill(self._child, signal.SIGTERM)
+                os.waitpid(self._child, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self._child = 0
