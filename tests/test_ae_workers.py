@@ -7,7 +7,6 @@ import os
 from hsscp import AE, AllStoragePresentationContexts, VerificationPresentationContexts, evt
 
 from .datagen import CT_IMAGE_STORAGE, dataset_of, stored_files, write_instances
-from .hsscp_process import RunningSCP
 
 EXPLICIT_LE = "1.2.840.10008.1.2.1"
 
@@ -81,7 +80,6 @@ def test_make_run_answers_dcmtk_echoscu(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     proc = subprocess.Popen(["make", "-s", "run", f"PORT={port}", "BIND=127.0.0.1", f"OUT={tmp_path / 'received'}"], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    scp = RunningSCP(proc, port, tmp_path)
     try:
         wait_for_port(port, proc=proc, timeout=60)
         echo = subprocess.run([require_binary("echoscu"), "127.0.0.1", str(port)], env=dcmtk_env(),
