@@ -83,6 +83,8 @@ class Plan:
     counts: dict[str, tuple[int, int]]
     async_ops: int
     run_timeout: float
+    sender_processes: int = 1
+    preload: bool = False
     results: list[RunResult] = field(default_factory=list)
 
 
@@ -103,6 +105,10 @@ def _sender_commands(sender: str, port: int, folder: str, paths: list[str], k: i
                "--repeat", str(repeat), "-pdu", str(pdu), "-q", "--json", report]
     if sender == "hsscp-async":
         command += ["--async-ops", str(plan.async_ops)]
+    if plan.sender_processes > 1:
+        command += ["--processes", str(plan.sender_processes)]
+    if plan.preload:
+        command.append("--preload")
     return [command], scps.python_env()
 
 
@@ -300,6 +306,9 @@ def register(subparsers) -> None:
     p.add_argument("--files", type=int, metavar="N", help="files per data set (default: per kind)")
     p.add_argument("--repeat", type=int, metavar="N", help="passes over the files per run (default: per kind)")
     p.add_argument("--async-ops", type=int, default=16, metavar="N", help="window of the hsscp-async sender")
+    p.add_argument("--sender-processes", type=int, default=1, metavar="P",
+                   help="hsscp senders spread their K associations over P processes (default 1)")
+    p.add_argument("--preload", action="store_true", help="hsscp senders read the files into memory first")
     p.add_argument("--run-timeout", type=float, default=900.0, metavar="SECONDS", help="a run taking longer fails")
     p.add_argument("--data-dir", metavar="DIR", help="keep the generated data sets here, to reuse them")
     p.add_argument("--json", metavar="FILE", help="write every run and the table as JSON")
@@ -318,6 +327,7 @@ def _plan(args: argparse.Namespace) -> Plan:
         max_pdus=args.max_pdu or ([16384] if quick else [16384, 131072]),
         runs=args.runs or (1 if quick else 3),
         counts=counts, async_ops=args.async_ops, run_timeout=args.run_timeout,
+        sender_processes=args.sender_processes, preload=args.preload,
     )
     unknown = [s for s in plan.scps if s not in scps.SCPS] + \
         [s for s in plan.senders if s not in ("hsscp", "hsscp-async", "dcmtk")] + \

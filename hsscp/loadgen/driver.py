@@ -40,6 +40,7 @@ READ_BUFFER_SIZE = 256 * 1024
 WRITE_BATCH = 1024 * 1024
 WRITE_HIGH_WATER = 4 * 1024 * 1024
 _MAX_MESSAGE_ID = 0xFFFF
+_IN_MEMORY = (tuple, list, type(None))  # payloads sent in one go; anything else is read as it goes
 
 
 class AssociationError(Exception):
@@ -98,7 +99,8 @@ class RequestorProtocol(asyncio.BufferedProtocol):
 
     def buffer_updated(self, nbytes: int) -> None:
         association = self.association
-        association.last_receive = time.monotonic()
+        if association.watch_receive:
+            association.last_receive = time.monotonic()
         association.handle(association.engine.receive_data(self._buffer[:nbytes]))
 
     def eof_received(self) -> bool:
@@ -146,6 +148,7 @@ class Association:
         self.pending: dict[int, tuple[float, int]] = {}  # message ID -> (sent at, bytes)
         self.failure: AssociationError | None = None
         self.requests_sent = 0
+        self.watch_receive = bool(peer.network_timeout)
         self.last_receive = 0.0
         self._contexts = contexts
         self._next_id = 0
@@ -233,6 +236,8 @@ class Association:
         self._flush(self.engine.pop_output())
 
     def _flush(self, buffers: list) -> None:
+        if not buffers and not self.engine.close_requested:
+            return
         protocol = self.protocol
         if protocol is None or protocol.transport is None:
             return
@@ -241,14 +246,13 @@ class Association:
             protocol.transport.close()
 
     def _response(self, command) -> None:
-        responded_to = getattr(command, "message_id_being_responded_to", None)
-        entry = self.pending.pop(responded_to, None)
+        entry = self.pending.pop(getattr(command, "message_id_being_responded_to", None), None)
         if entry is None:
             self.abort()
             self._fail(AssociationError("protocol error", f"unexpected {dimse.command_name(command.command_field)}"))
             return
         now = time.monotonic()
-        self.stats.response(command.status, entry[1], time.perf_counter() - entry[0], now)
+        self.stats.response(command.status, entry[1], now - entry[0], now)
         slot = self._slot
         if slot is not None and not slot.done():
             slot.set_result(None)
@@ -294,23 +298,26 @@ class Association:
 
     async def store(self, context_id: int, sop_class_uid: str, sop_instance_uid: str, chunks, nbytes: int) -> None:
         """Send one C-STORE-RQ once the window allows; the response is counted when it comes."""
-        await self._window_slot()
+        if len(self.pending) >= self.window or self.failure is not None:
+            await self._window_slot()
         command = dimse.CStoreRQ(self._message_id(), sop_class_uid, sop_instance_uid)
         await self._send(context_id, command, chunks, nbytes)
 
     async def echo(self, context_id: int) -> None:
-        await self._window_slot()
+        if len(self.pending) >= self.window or self.failure is not None:
+            await self._window_slot()
         await self._send(context_id, dimse.CEchoRQ(self._message_id()), None, 0)
 
     async def _send(self, context_id: int, command, chunks, nbytes: int) -> None:
-        self.pending[command.message_id] = (time.perf_counter(), nbytes)
+        pending = self.pending
+        pending[command.message_id] = (time.monotonic(), nbytes)
         self.requests_sent += 1
-        self.stats.outstanding(len(self.pending))
+        if len(pending) > self.stats.max_outstanding:
+            self.stats.max_outstanding = len(pending)
         protocol = self.protocol
-        engine = self.engine
         try:
-            if nbytes <= WRITE_BATCH and isinstance(chunks, list | tuple | None):
-                protocol.write(engine.send_message(context_id, command, chunks))
+            if nbytes <= WRITE_BATCH and type(chunks) in _IN_MEMORY:
+                protocol.write(self.engine.send_message(context_id, command, chunks))
             else:
                 await self._send_batched(context_id, command, chunks)
         except LocalProtocolError:
@@ -319,7 +326,7 @@ class Association:
             self.abort()
             self._fail(AssociationError("file read error", str(exc)))
         if self.failure is not None:
-            if self.pending.pop(command.message_id, None) is not None:
+            if pending.pop(command.message_id, None) is not None:
                 self.stats.failure(self.failure.kind)  # failed before this request was queued
             raise self.failure
         if protocol.paused:
@@ -381,7 +388,7 @@ class Association:
             await asyncio.sleep(period)
             if not self.pending:
                 continue
-            if dimse_timeout and time.perf_counter() - next(iter(self.pending.values()))[0] > dimse_timeout:
+            if dimse_timeout and time.monotonic() - next(iter(self.pending.values()))[0] > dimse_timeout:
                 error = AssociationError("DIMSE timeout", f"no response within {dimse_timeout} s")
             elif network_timeout and time.monotonic() - self.last_receive > network_timeout:
                 error = AssociationError("network timeout", f"nothing received for {network_timeout} s")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hsscp.loadgen import uidpatch
 from hsscp.loadgen.files import Instance, Route, locate_uids, read_range
@@ -27,10 +28,9 @@ class PayloadError(ValueError):
     """A file cannot be sent as asked (e.g. its UIDs cannot be replaced)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Payload:
+class Payload(NamedTuple):
     sop_instance_uid: str
-    chunks: Iterable
+    chunks: Iterable  # a tuple or list when in memory, else an iterator reading the file
     nbytes: int
 
 

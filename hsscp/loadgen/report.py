@@ -92,10 +92,6 @@ class Stats:
         self.associations += 1
         self.setup_times.append(setup_seconds)
 
-    def outstanding(self, count: int) -> None:
-        if count > self.max_outstanding:
-            self.max_outstanding = count
-
     def result(self) -> RawResult:
         return RawResult(
             statuses=dict(self.statuses),
