@@ -8,7 +8,6 @@ file, and the C-STORE-RSP carries the writer's status.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import logging
 from typing import TYPE_CHECKING
@@ -70,17 +69,13 @@ class StorageService(AcceptorService):
         if sink.error is not None:
             self._answer(protocol, message.context_id, command, _failure(sink.error))
             return
-        asyncio.ensure_future(self._store(protocol, message.context_id, command, sink))
+        context_id = message.context_id
 
-    async def _store(self, protocol: AcceptorProtocol, context_id: int, command, sink: StoreSink) -> None:
-        try:
-            outcome = await self.writers.store(sink)
-        except Exception as exc:  # no writer could take it: never a false Success
-            log.error("store of %s failed: %s", command.affected_sop_instance_uid, exc)
-            outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="storage unavailable")
-        finally:
+        def stored(outcome: StoreOutcome) -> None:
             sink.discard()
-        self._answer(protocol, context_id, command, outcome)
+            self._answer(protocol, context_id, command, outcome)
+
+        self.writers.submit(sink, stored)
 
     def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome) -> None:
         self.stats.count(outcome.status, outcome.bytes_written)

@@ -1,9 +1,11 @@
 """A worker's connections to the writer processes, and the jobs in flight on each.
 
-A job goes to the live writer with the fewest jobs outstanding. If a writer
-dies, its unanswered jobs go to another one (the data is still in the
-arena slot or spool file), and the link reconnects when the supervisor has
-started its replacement.
+A job goes to the live writer with the fewest jobs outstanding, and its
+outcome comes back to a callback (no task or future per instance: this is
+the per-instance hot path). If a writer dies, its unanswered jobs go to
+another one (the data is still in the arena slot or spool file), and the
+link reconnects when the supervisor has started its replacement. There is
+no timeout: a slot must stay untouched until the writer is done with it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 
 from hsscp.storage import StoreOutcome
 from workers.arena import StoreSink
@@ -19,6 +22,9 @@ from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
 log = logging.getLogger("hsscp.worker")
 
 RECONNECT_DELAY = 0.2
+PROCESSING_FAILURE = 0x0110
+
+Done = Callable[[StoreOutcome], None]
 
 
 class WriterLink(asyncio.Protocol):
@@ -26,7 +32,7 @@ class WriterLink(asyncio.Protocol):
         self.pool = pool
         self.path = path
         self.transport: asyncio.Transport | None = None
-        self.pending: dict[int, tuple[asyncio.Future, StoreJob | SpoolJob]] = {}
+        self.pending: dict[int, tuple[Done, StoreJob | SpoolJob]] = {}
         self._reader = FrameReader()
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -36,16 +42,16 @@ class WriterLink(asyncio.Protocol):
         for message in self._reader.feed(data):
             if isinstance(message, JobDone):
                 entry = self.pending.pop(message.job_id, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(message.outcome)
+                if entry is not None:
+                    entry[0](message.outcome)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         orphans, self.pending = list(self.pending.values()), {}
         self.pool.link_lost(self, orphans)
 
-    def send(self, job: StoreJob | SpoolJob, future: asyncio.Future) -> None:
-        self.pending[job.job_id] = (future, job)
+    def send(self, job: StoreJob | SpoolJob, done: Done) -> None:
+        self.pending[job.job_id] = (done, job)
         self.transport.write(frame(job))
 
 
@@ -56,7 +62,7 @@ class WriterPool:
         self.slot_size = slot_size
         self.links: list[WriterLink] = []
         self._ids = itertools.count(1)
-        self._waiting: list[tuple[StoreJob | SpoolJob, asyncio.Future]] = []  # while no writer is up
+        self._waiting: list[tuple[StoreJob | SpoolJob, Done]] = []  # while no writer is up
         self.closing = False
 
     async def connect(self, timeout: float = 10.0) -> None:
@@ -80,31 +86,29 @@ class WriterPool:
             return SpoolJob(job_id, sink.request, sink.spool_path, sink.head)
         return StoreJob(job_id, sink.request, self.arena_name, sink.slot * self.slot_size, sink.length)
 
-    async def store(self, sink: StoreSink) -> StoreOutcome:
-        """The writer's outcome. No timeout: the sink's slot must stay untouched until the
-        writer has finished with it, and a dead writer's jobs are handed on anyway."""
-        future = asyncio.get_running_loop().create_future()
-        self._dispatch(self.job_for(sink), future)
-        return await future
+    def submit(self, sink: StoreSink, done: Done) -> None:
+        """Store what ``sink`` holds; ``done(outcome)`` is called from the loop when it is."""
+        self._dispatch(self.job_for(sink), done)
 
-    def _dispatch(self, job: StoreJob | SpoolJob, future: asyncio.Future) -> None:
+    def _dispatch(self, job: StoreJob | SpoolJob, done: Done) -> None:
+        if self.closing:
+            done(StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down"))
+            return
         live = [link for link in self.links if link.transport is not None]
         if not live:  # every writer is being replaced: hold the job until one is back
-            self._waiting.append((job, future))
+            self._waiting.append((job, done))
             return
-        min(live, key=lambda link: len(link.pending)).send(job, future)
+        min(live, key=lambda link: len(link.pending)).send(job, done)
 
     def link_lost(self, link: WriterLink, orphans: list) -> None:
+        if link in self.links:
+            self.links.remove(link)
+        if not self.closing:
+            log.warning("lost writer %s with %d jobs in flight; handing them on", link.path, len(orphans))
+        for done, job in orphans:
+            self._dispatch(job, done)
         if self.closing:
-            for future, _ in orphans:
-                if not future.done():
-                    future.set_exception(ConnectionError("writer link closed"))
             return
-        log.warning("lost writer %s with %d jobs in flight; handing them on", link.path, len(orphans))
-        self.links.remove(link)
-        for future, job in orphans:
-            if not future.done():
-                self._dispatch(job, future)
         asyncio.ensure_future(self._reconnect(link.path))
 
     async def _reconnect(self, path: str) -> None:
@@ -117,16 +121,15 @@ class WriterPool:
                 continue
             self.links.append(link)
             waiting, self._waiting = self._waiting, []
-            for job, future in waiting:
-                if not future.done():
-                    self._dispatch(job, future)
+            for job, done in waiting:
+                self._dispatch(job, done)
             return
 
     def close(self) -> None:
         self.closing = True
-        for _, future in self._waiting:
-            if not future.done():
-                future.set_exception(ConnectionError("shutting down"))
+        waiting, self._waiting = self._waiting, []
+        for job, done in waiting:
+            self._dispatch(job, done)
         for link in self.links:
             if link.transport is not None:
                 link.transport.close()
