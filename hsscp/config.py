@@ -80,6 +80,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     fsync: str = "file"
     spool_threshold: int = 4 * MIB
     graceful_timeout: float = 30.0
+    heartbeat_timeout: float = 10.0  # a worker whose event loop is stuck this long is replaced
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
@@ -111,7 +112,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             if getattr(self, name) not in allowed:
                 choices = ", ".join(repr(a) for a in allowed)
                 raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")
-        for name in ("acse_timeout", "dimse_timeout", "network_timeout"):
+        for name in ("acse_timeout", "dimse_timeout", "network_timeout", "heartbeat_timeout"):
             # `not >` also refuses NaN.
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import multiprocessing
 import os
 import select
 import shutil
@@ -34,8 +35,8 @@ from workers.writer import run_writer
 
 log = logging.getLogger("hsscp.supervisor")
 
-HEARTBEAT_TIMEOUT = 10.0  # seconds without a beat before a worker counts as stuck
 BOOT_FAILURES_TOLERATED = 3  # in a row, per worker slot
+_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 STOP_MARGIN = 10.0  # seconds past the graceful timeout before children are killed
 
 
@@ -98,13 +99,13 @@ class Supervisor:
         self._boot_failures: collections.Counter = collections.Counter()
         self._stop_deadline = 0.0
         self._writers_stopping = False
+        self.rundir = ""
         self._started = time.monotonic()
 
     # -- set-up ------------------------------------------------------------------
 
     def _prepare(self) -> None:
         config = self.config
-        self.rundir = tempfile.mkdtemp(prefix="hsscp-")
         if self.listener is None:
             self.listener = bind_listener((config.bind, config.port))
         self.storage = Storage(
@@ -117,17 +118,17 @@ class Supervisor:
         stale = self.storage.remove_temp_files()
         if stale:
             log.warning("removed %d temporary files left by an earlier run", stale)
+        self.rundir = tempfile.mkdtemp(prefix="hsscp-")
         self.limiter = SharedLimiter(config.workers, config.max_associations, os.path.join(self.rundir, "slots.lock"))
-        import multiprocessing
-
         self.heartbeats = multiprocessing.RawArray("d", config.workers)
         self.stats = stats_table.new_table(config.workers)
         self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writers)]
         self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def _install_signals(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, self._queue_signal)
+        self._previous_handlers = {
+            signum: signal.signal(signum, self._queue_signal) for signum in _HANDLED_SIGNALS
+        }
 
     def _queue_signal(self, signum: int, frame: Any) -> None:
         self._signals.append(signum)
@@ -145,7 +146,7 @@ class Supervisor:
             return
         code = 1
         try:
-            for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+            for signum in _HANDLED_SIGNALS:
                 signal.signal(signum, signal.SIG_DFL)
             os.close(self._wakeup_r)
             os.close(self._wakeup_w)
@@ -228,7 +229,7 @@ class Supervisor:
     def _check_heartbeats(self) -> None:
         now = time.monotonic()
         for child in list(self.children.values()):
-            if child.role == "worker" and now - self.heartbeats[child.index] > HEARTBEAT_TIMEOUT:
+            if child.role == "worker" and now - self.heartbeats[child.index] > self.config.heartbeat_timeout:
                 log.error("worker %d (pid %d) stopped beating: killing it", child.index, child.pid)
                 self.heartbeats[child.index] = now  # one kill per stall
                 _kill(child.pid, signal.SIGKILL)
@@ -279,7 +280,13 @@ class Supervisor:
     # -- main loop ---------------------------------------------------------------
 
     def run(self) -> ServeResult:
-        self._prepare()
+        try:
+            self._prepare()
+        except OSError as exc:  # port taken, output folder not writable, ...
+            log.error("cannot start: %s", exc)
+            if self.rundir:
+                shutil.rmtree(self.rundir, ignore_errors=True)
+            return ServeResult(2, f"not started: {exc}")
         self._install_signals()
         try:
             for index in range(self.writers):
@@ -315,8 +322,8 @@ class Supervisor:
         self.children.clear()
         self.storage.remove_temp_files()
         shutil.rmtree(self.rundir, ignore_errors=True)
-        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(signum, signal.SIG_DFL)
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
         os.close(self._wakeup_r)
         os.close(self._wakeup_w)
 

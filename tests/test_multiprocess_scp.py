@@ -282,3 +282,28 @@ def test_a_uid_that_is_not_a_uid_never_becomes_a_path(tmp_path):
         assoc.release()
     assert 0xC000 <= status <= 0xCFFF
     assert not list(tmp_path.glob("escape*")) and not stored_files(out)
+
+
+def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path):
+    with hsscp_storescp(tmp_path / "out", "--heartbeat-timeout", "1", workers=2) as scp:
+        before = scp.children()
+        os.kill(before["hsscp-worker-0"], signal.SIGSTOP)  # alive, but its loop turns no more
+        after = scp.wait_for_children(2, 2, timeout=15, exclude={before["hsscp-worker-0"]})
+        assert after["hsscp-worker-0"] != before["hsscp-worker-0"]
+        assoc = scu().associate("127.0.0.1", scp.port, ae_title="HSSCP")
+        assert assoc.is_established and assoc.send_c_echo().Status == 0
+        assoc.release()
+        assert scp.stop() == 0
+    assert "stopped beating" in scp.output
+
+
+def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatch):
+    from hsscp import supervisor
+    from hsscp.config import ServerConfig
+
+    monkeypatch.setattr(supervisor, "run_worker", lambda ctx: supervisor.BOOT_FAILED)
+    config = ServerConfig(port=0, bind="127.0.0.1", output_directory=str(tmp_path / "out"), workers=1, writers=1)
+    started = time.monotonic()
+    result = supervisor.Supervisor(config).run()
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 30
