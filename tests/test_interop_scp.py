@@ -225,3 +225,39 @@ def test_requested_role_and_async_window_are_answered():
     (reply,) = ac.user_information.role_selections
     assert (reply.scu_role, reply.scp_role) == (0, 1)  # the SCU role was not allowed
     assert ac.user_information.async_operations_window is not None
+
+
+def test_without_a_store_handler_the_answer_is_c211():
+    ae = storage_ae()
+    server = ae.start_server(("127.0.0.1", 0), block=False)  # no EVT_C_STORE handler bound
+    try:
+        scu = PynetdicomAE()
+        ds = dcmread(sample_path("CT_small.dcm"))
+        scu.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+        scu.add_requested_context(VERIFICATION)
+        assoc = scu.associate("127.0.0.1", server.server_address[1])
+        assert assoc.send_c_echo().Status == 0x0000  # C-ECHO answers Success by default
+        assert assoc.send_c_store(ds).Status == 0xC211
+        assoc.release()
+    finally:
+        ae.shutdown()
+
+
+def test_a_stalled_tls_handshake_does_not_hold_up_others(pki):
+    import socket
+    import time
+
+    with running_scp(ssl_context=pki.server_context()) as (_, port, received):
+        stalled = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]  # never say hello
+        try:
+            started = time.monotonic()
+            scu = PynetdicomAE()
+            scu.add_requested_context(VERIFICATION)
+            assoc = scu.associate("127.0.0.1", port, tls_args=(pki.client_context(), "localhost"))
+            assert assoc.is_established and assoc.send_c_echo().Status == 0
+            assoc.release()
+            assert time.monotonic() - started < 5
+        finally:
+            for sock in stalled:
+                sock.close()
+    assert received.echoes == 1
