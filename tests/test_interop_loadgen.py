@@ -168,9 +168,10 @@ def orthanc_binary() -> str:
     return shutil.which("Orthanc") or "/usr/sbin/Orthanc"
 
 
-@pytest.fixture
-def orthanc(tmp_path) -> Iterator[tuple[int, int]]:
+@pytest.fixture(scope="module")
+def orthanc_server(tmp_path_factory) -> Iterator[tuple[int, int]]:
     """Orthanc on free loopback ports with its own storage, stopped afterwards: (DICOM port, HTTP port)."""
+    tmp_path = tmp_path_factory.mktemp("orthanc")
     binary = orthanc_binary()
     dicom_port, http_port = free_port(), free_port()
     config = {
@@ -194,6 +195,17 @@ def orthanc(tmp_path) -> Iterator[tuple[int, int]]:
     with running([binary, str(path)], cwd=tmp_path, ready_port=dicom_port, timeout=30) as proc:
         wait_for_port(http_port, 30, proc=proc)
         yield dicom_port, http_port
+
+
+@pytest.fixture
+def orthanc(orthanc_server) -> tuple[int, int]:
+    """The module's Orthanc, emptied of what earlier tests stored."""
+    base = f"http://127.0.0.1:{orthanc_server[1]}"
+    with urllib.request.urlopen(f"{base}/instances", timeout=10) as response:
+        ids = json.load(response)
+    for instance in ids:
+        urllib.request.urlopen(urllib.request.Request(f"{base}/instances/{instance}", method="DELETE"), timeout=10)
+    return orthanc_server
 
 
 def orthanc_datasets(http_port: int) -> dict[str, bytes]:
