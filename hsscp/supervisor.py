@@ -14,6 +14,7 @@ timeout, then abort. A second SIGINT stops at once.
 from __future__ import annotations
 
 import collections
+import gc
 import logging
 import multiprocessing
 import os
@@ -288,6 +289,10 @@ class Supervisor:
                 shutil.rmtree(self.rundir, ignore_errors=True)
             return ServeResult(2, f"not started: {exc}")
         self._install_signals()
+        # Everything loaded so far (pydicom's dictionaries above all) lives as long as
+        # the process: keep it out of the collector's way, and shared with the children.
+        gc.collect()
+        gc.freeze()
         try:
             for index in range(self.writers):
                 self._fork("writer", index)
