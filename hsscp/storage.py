@@ -181,19 +181,27 @@ class Storage:
 
         The data set is written from the buffer itself (``os.writev``), never copied.
         """
-        view = memoryview(dataset)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
+        return self.store_segments(request, [dataset])
+
+    def store_segments(self, request: StoreRequest, segments: list[memoryview]) -> StoreOutcome:
+        """As ``store_buffer``, for a data set held in pieces (one per PDV, as it was received)."""
+        views = [_bytes_view(segment) for segment in segments]
         rejected = self._check_request(request)
         if rejected is not None:
             return rejected
-        target = self._target(request, view[:PEEK_LIMIT], complete=len(view) <= PEEK_LIMIT)
+        length = sum(len(view) for view in views)
+        head = views[0][:PEEK_LIMIT] if views else memoryview(b"")
+        target = self._target(request, head, complete=len(head) >= length)
+        if isinstance(target, StoreOutcome) and len(head) < min(length, PEEK_LIMIT):
+            # The first piece was too short to tell: look again at a longer start (a rare copy).
+            head = _joined_head(views)
+            target = self._target(request, head, complete=len(head) >= length)
         if isinstance(target, StoreOutcome):
             return target
         meta = self.meta_for(request)
         temp = self._temp_name("store")
         try:
-            self._write_file(temp, meta, view)
+            self._write_file(temp, meta, views)
             self._install(temp, target)
         except OSError as error:
             _discard(temp)
@@ -201,7 +209,7 @@ class Storage:
         except BaseException:
             _discard(temp)
             raise
-        return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + len(view))
+        return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + length)
 
     def store_spooled(
         self, request: StoreRequest, spool_path: str | os.PathLike[str], head: memoryview
@@ -306,10 +314,10 @@ class Storage:
             folders.append(uid)
         return os.path.join(self._out, *folders, file_name)
 
-    def _write_file(self, temp: str, meta: bytes, dataset: memoryview) -> None:
+    def _write_file(self, temp: str, meta: bytes, dataset: list[memoryview]) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         try:
-            _write_all(fd, [memoryview(meta), dataset])
+            write_all(fd, [memoryview(meta), *dataset])
             if self.fsync is not FsyncPolicy.NONE:
                 os.fsync(fd)
         finally:
@@ -343,17 +351,40 @@ class Storage:
         return created
 
 
-def _write_all(fd: int, chunks: list[memoryview]) -> None:
-    """Write every byte of ``chunks``, resuming after partial writes."""
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
+
+
+def write_all(fd: int, chunks: list[memoryview]) -> None:
+    """Write every byte of ``chunks`` with as few ``writev`` calls as the kernel allows."""
     pending = [chunk for chunk in chunks if len(chunk)]
-    while pending:
-        written = os.writev(fd, pending)
+    first = 0
+    while first < len(pending):
+        batch = pending[first : first + IOV_MAX]
+        written = os.writev(fd, batch)
         if written <= 0:
             raise OSError(errno.EIO, "write made no progress")
-        while pending and written >= len(pending[0]):
-            written -= len(pending.pop(0))
-        if written:
-            pending[0] = pending[0][written:]
+        for chunk in batch:  # skip what went out whole; resume inside a partial one
+            if written < len(chunk):
+                pending[first] = chunk[written:]
+                break
+            written -= len(chunk)
+            first += 1
+
+
+def _bytes_view(data) -> memoryview:
+    view = memoryview(data)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
+def _joined_head(views: list[memoryview]) -> memoryview:
+    """The first PEEK_LIMIT bytes of a data set held in pieces, as one buffer."""
+    head, size = [], 0
+    for view in views:
+        head.append(view[: PEEK_LIMIT - size])
+        size += len(head[-1])
+        if size >= PEEK_LIMIT:
+            break
+    return memoryview(b"".join(head))
 
 
 def _fsync_path(path: str, flags: int) -> None:

@@ -1,43 +1,79 @@
-"""Where a worker puts received dataset bytes: shared-memory slots, or a spool file.
+"""Where a worker's received bytes land: shared-memory slots the writers read from.
 
-Each worker owns one shared-memory arena cut into fixed-size slots. A
-C-STORE's dataset is copied once, from the receive buffer into a slot,
-and the writer process writes the file straight from that slot. A dataset
-that outgrows its slot (or finds none free) is streamed to a temporary
-file in the output folder instead, meta group first, so a worker's memory
-stays bounded whatever the size of an instance.
+Each worker owns one shared-memory arena cut into fixed-size slots. Every
+association reads from its socket straight into the free tail of a slot
+(its :class:`Landing`), so a C-STORE's dataset bytes are *received* into
+the memory the writer process will write the file from: the dataset is
+never copied in user space. A dataset is a list of segments of the slot
+(the PDV values between the PDU headers), written with one ``writev``.
+
+Bytes that did not land in the association's slot (the first fragment of
+a message that arrived in the read that completed the previous one, or
+reads made while no slot was free) are copied once into it. A dataset that
+outgrows its slot is streamed to a spool file instead, meta group first,
+so a worker's memory stays bounded whatever the size of an instance.
+Slots are reference counted: the landing, an unfinished dataset, and each
+store job in flight hold one; a slot is reused once nothing holds it.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 from multiprocessing import shared_memory
 
-from hsscp.storage import Storage, StoreRequest
+from hsscp.storage import Storage, StoreRequest, write_all
 
 SPOOL_HEAD = 64 * 1024  # what the UID checks need of a spooled dataset
+MIN_ROOM = 64 * 1024  # a slot with less free room than this is not read into
+MAX_PENDING = 256  # spool writes batched at most this many fragments at a time
+
+_c_char_at = ctypes.c_char.from_buffer
+_address_of = ctypes.addressof
 
 
 class Arena:
-    """Fixed-size slots in one shared-memory segment, owned by this process."""
+    """Fixed-size, reference-counted slots in one shared-memory segment owned by this process."""
 
     def __init__(self, slot_size: int, slots: int) -> None:
         self.slot_size = slot_size
+        self.size = slot_size * slots
         name = f"hsscp-{os.getpid()}-{secrets.token_hex(4)}"
-        self.shm = shared_memory.SharedMemory(name=name, create=True, size=slot_size * slots)
+        self.shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
         self.name = self.shm.name
+        self._base = _address_of(_c_char_at(self.shm.buf))
         self._free = list(range(slots - 1, -1, -1))
+        self.refs = [0] * slots
 
     def take(self) -> int | None:
-        return self._free.pop() if self._free else None
+        if not self._free:
+            return None
+        slot = self._free.pop()
+        self.refs[slot] = 1
+        return slot
 
-    def give(self, slot: int) -> None:
-        self._free.append(slot)
+    def retain(self, slot: int) -> None:
+        self.refs[slot] += 1
+
+    def release(self, slot: int) -> None:
+        self.refs[slot] -= 1
+        if self.refs[slot] == 0:
+            self._free.append(slot)
 
     def view(self, slot: int) -> memoryview:
         start = slot * self.slot_size
         return self.shm.buf[start : start + self.slot_size]
+
+    def locate(self, chunk: memoryview) -> tuple[int, int] | None:
+        """(slot, offset) of bytes that lie in this arena, else None."""
+        try:
+            offset = _address_of(_c_char_at(chunk)) - self._base
+        except TypeError:  # read-only memory: not ours
+            return None
+        if 0 <= offset < self.size:
+            return divmod(offset, self.slot_size)
+        return None
 
     def close(self) -> None:
         try:
@@ -47,27 +83,114 @@ class Arena:
         self.shm.unlink()
 
 
-class StoreSink:
-    """A dimse.DatasetSink that fills an arena slot, spilling to a spool file past it."""
+class Landing:
+    """Where one association's next socket read goes: the free tail of an arena slot."""
 
-    __slots__ = ("arena", "storage", "request", "slot", "view", "length", "spool_path", "spool_fd", "head", "error")
+    __slots__ = ("arena", "fallback", "slot", "view", "pos", "sink", "_in_slot")
 
-    def __init__(self, arena: Arena, storage: Storage, request: StoreRequest) -> None:
+    def __init__(self, arena: Arena, fallback: memoryview) -> None:
         self.arena = arena
+        self.fallback = fallback  # used while every slot is taken
+        self.slot: int | None = None
+        self.view: memoryview | None = None
+        self.pos = 0
+        self.sink: StoreSink | None = None  # the dataset being received, if any
+        self._in_slot = False
+
+    def buffer(self) -> memoryview:
+        if self.slot is None or self.arena.slot_size - self.pos < MIN_ROOM:
+            self._move_on()
+        self._in_slot = self.slot is not None
+        return self.view[self.pos :] if self._in_slot else self.fallback
+
+    def landed(self, nbytes: int) -> memoryview:
+        """The bytes the last read put where ``buffer()`` said."""
+        if not self._in_slot:
+            return self.fallback[:nbytes]
+        start = self.pos
+        self.pos += nbytes
+        return self.view[start : self.pos]
+
+    def reserve(self, nbytes: int) -> int | None:
+        """Room for ``nbytes`` copied in, past what was read; its offset, or None if full."""
+        if self.slot is None or self.arena.slot_size - self.pos < nbytes:
+            return None
+        start = self.pos
+        self.pos += nbytes
+        return start
+
+    def read_done(self) -> None:
+        """After the bytes of a read are parsed: nothing may point into them any more."""
+        sink = self.sink
+        if sink is not None and sink.spool_fd is not None:
+            sink.flush()
+        if self.slot is not None and self.arena.refs[self.slot] == 1:
+            self.pos = 0  # nothing else lives in the slot: start it over
+
+    def _move_on(self) -> None:
+        """The slot is full (or there is none): make room, in place if nothing else holds it."""
+        sink = self.sink
+        carried = sink is not None and sink.slot is not None and sink.slot == self.slot
+        if carried and sink.length > self.arena.slot_size // 2:
+            sink.spill()  # a big dataset: it goes on in its spool file
+            carried = False
+        if self.slot is not None:
+            if not carried and self.arena.refs[self.slot] == 1:
+                self.pos = 0
+                return
+            self._let_go()
+        self.slot = self.arena.take()
+        self.pos = 0
+        if self.slot is None:
+            if carried:
+                sink.spill()  # nowhere to carry it: the spool file it is
+            return
+        self.view = self.arena.view(self.slot)
+        if carried:
+            # A dataset that began late in the full slot: carried whole to the new one
+            # (its only copy), so it stays in memory.
+            self.pos = sink.move_to(self.slot, self.view)
+
+    def _let_go(self) -> None:
+        self.view.release()
+        self.view = None
+        self.arena.release(self.slot)
+        self.slot = None
+
+    def close(self) -> None:
+        if self.sink is not None:
+            self.sink.discard()
+        if self.slot is not None:
+            self._let_go()
+
+
+class StoreSink:
+    """A dimse.DatasetSink recording where its dataset landed, spilling to a spool file past a slot."""
+
+    __slots__ = (
+        "landing", "arena", "storage", "request", "slot", "segments", "length",
+        "spool_path", "spool_fd", "pending", "head", "error",
+    )  # fmt: skip
+
+    def __init__(self, landing: Landing, storage: Storage, request: StoreRequest) -> None:
+        self.landing = landing
+        self.arena = landing.arena
         self.storage = storage
         self.request = request
-        self.slot = arena.take()
-        self.view = None if self.slot is None else arena.view(self.slot)
+        self.slot: int | None = None
+        self.segments: list[list[int]] = []  # [offset in the slot, length]
         self.length = 0
         self.spool_path: str | None = None
         self.spool_fd: int | None = None
+        self.pending: list[memoryview] = []  # fragments of this read not yet in the spool file
         self.head = b""
         # A failed spool write (disk full, ...) is answered with a failure status
         # when the message completes; the rest of the dataset is read and dropped.
         self.error: OSError | None = None
+        landing.sink = self
 
     def write(self, data: memoryview) -> None:
-        if self.error is not None:
+        if self.error is not None or not data:
             return
         try:
             self._write(data)
@@ -77,41 +200,96 @@ class StoreSink:
 
     def _write(self, data: memoryview) -> None:
         n = len(data)
-        if self.spool_fd is None:
-            if self.view is not None and self.length + n <= self.arena.slot_size:
-                self.view[self.length : self.length + n] = data  # the one copy
-                self.length += n
-                return
-            self._spill()
-        if len(self.head) < SPOOL_HEAD:
-            self.head += bytes(data[: SPOOL_HEAD - len(self.head)])
-        _write_all(self.spool_fd, data)
         self.length += n
+        if self.spool_fd is not None:
+            self._to_spool(data)
+            return
+        landing = self.landing
+        where = self.arena.locate(data)
+        if where is not None and where[0] == landing.slot and self.slot in (None, where[0]):
+            self._add(where[0], where[1], n)  # received in place: nothing to copy
+            return
+        if self.slot in (None, landing.slot):
+            offset = landing.reserve(n)
+            if offset is not None:
+                landing.view[offset : offset + n] = data  # the one copy
+                self._add(landing.slot, offset, n)
+                return
+        self.spill()
+        self._to_spool(data)
 
-    def _spill(self) -> None:
+    def _add(self, slot: int, offset: int, n: int) -> None:
+        if self.slot is None:
+            self.slot = slot
+            self.arena.retain(slot)
+        segments = self.segments
+        if segments and segments[-1][0] + segments[-1][1] == offset:
+            segments[-1][1] += n
+        else:
+            segments.append([offset, n])
+
+    def move_to(self, slot: int, view: memoryview) -> int:
+        """Copy the held bytes to the start of ``slot`` (whose ``view`` is given); their length."""
+        size = 0
+        for piece in self.views():
+            view[size : size + len(piece)] = piece
+            size += len(piece)
+        self.arena.release(self.slot)
+        self.slot = slot
+        self.arena.retain(slot)
+        self.segments = [[0, size]] if size else []
+        return size
+
+    def views(self) -> list[memoryview]:
+        slot = self.arena.view(self.slot)
+        return [slot[offset : offset + n] for offset, n in self.segments]
+
+    def spill(self) -> None:
+        """Move what is held in the slot to a spool file; later bytes go straight there."""
         path = str(self.storage.temp_path(f"w{os.getpid()}"))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
         self.spool_path, self.spool_fd = path, fd
-        _write_all(fd, self.storage.meta_for(self.request))
-        if self.view is not None:
-            held = self.view[: self.length]
-            self.head = bytes(held[:SPOOL_HEAD])
-            _write_all(fd, held)
-            held.release()
-            self._free_slot()
+        held = self.views() if self.slot is not None else []
+        write_all(fd, [memoryview(self.storage.meta_for(self.request)), *held])
+        for view in held:
+            self._keep_head(view)
+        self._let_go_of_slot()
+
+    def _to_spool(self, data: memoryview) -> None:
+        self._keep_head(data)
+        self.pending.append(data)
+        if len(self.pending) >= MAX_PENDING:
+            self.flush()
+
+    def _keep_head(self, data: memoryview) -> None:
+        if len(self.head) < SPOOL_HEAD:
+            self.head += bytes(data[: SPOOL_HEAD - len(self.head)])
+
+    def flush(self) -> None:
+        """Write the fragments of this read to the spool file (before the read buffer is reused)."""
+        pending, self.pending = self.pending, []
+        try:
+            write_all(self.spool_fd, pending)
+        except OSError as exc:
+            self.error = exc
+            self.discard()
 
     def finish(self) -> StoreSink:
+        if self.spool_fd is not None and self.error is None:
+            self.flush()
         if self.spool_fd is not None:
             os.close(self.spool_fd)
             self.spool_fd = None
+        self._detach()
         return self
 
     def abort(self) -> None:
         self.discard()
 
     def discard(self) -> None:
-        """Forget the dataset: free the slot, remove any spool file."""
-        self._free_slot()
+        """Forget the dataset: give back its slot, remove any spool file."""
+        self._let_go_of_slot()
+        self.pending = []
         if self.spool_fd is not None:
             os.close(self.spool_fd)
             self.spool_fd = None
@@ -121,18 +299,14 @@ class StoreSink:
             except FileNotFoundError:
                 pass  # the writer already renamed it into place
             self.spool_path = None
+        self._detach()
 
-    def _free_slot(self) -> None:
-        if self.view is not None:
-            self.view.release()
-            self.view = None
+    def _let_go_of_slot(self) -> None:
         if self.slot is not None:
-            self.arena.give(self.slot)
+            self.arena.release(self.slot)
             self.slot = None
+            self.segments = []
 
-
-def _write_all(fd: int, data) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+    def _detach(self) -> None:
+        if self.landing.sink is self:
+            self.landing.sink = None

@@ -31,7 +31,7 @@ from workers.writer_pool import WriterPool
 log = logging.getLogger("hsscp.worker")
 
 HEARTBEAT_INTERVAL = 0.25
-ARENA_SLOTS = 16  # datasets held in memory at once; more spill straight to disk
+ARENA_SLOTS = 64  # one per association being read into, plus datasets waiting for a writer
 BOOT_FAILED = 3  # exit code: this worker cannot start, do not respawn it in a loop
 
 

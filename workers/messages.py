@@ -18,13 +18,12 @@ MAX_FRAME = 1 << 20  # jobs and results are small; anything bigger is a bug or a
 
 
 class StoreJob(msgspec.Struct, tag=True, array_like=True, frozen=True):
-    """Write the dataset at ``arena[offset:offset + length]`` behind its file meta."""
+    """Write the dataset held in ``arena`` at ``segments`` ([offset, length] pairs, in order)."""
 
     job_id: int
     request: StoreRequest
     arena: str
-    offset: int
-    length: int
+    segments: list[tuple[int, int]]
 
 
 class SpoolJob(msgspec.Struct, tag=True, array_like=True, frozen=True):

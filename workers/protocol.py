@@ -48,6 +48,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self.holds_slot = False
         self.contexts: dict = {}  # accepted context id -> PresentationContextTuple
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        # Where reads land: straight into shared memory the writers read, when the service has it.
+        self.landing = service.landing_for(self, self._buffer)
         self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
         self._busy = False
         self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
@@ -70,11 +72,16 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._after(self.engine.connection_made())
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+        return self._buffer if self.landing is None else self.landing.buffer()
 
     def buffer_updated(self, nbytes: int) -> None:
         self._active = True  # the network timer looks at this instead of a clock read per read
-        indications = self.engine.receive_data(self._buffer[:nbytes])
+        landing = self.landing
+        if landing is None:
+            indications = self.engine.receive_data(self._buffer[:nbytes])
+        else:
+            indications = self.engine.receive_data(landing.landed(nbytes))
+            landing.read_done()
         # Most reads are part of a dataset: nothing to say, write or time differently.
         if indications or self.engine.has_output or self.engine.close_requested:
             self._after(indications)
@@ -85,6 +92,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
         indications = self.engine.connection_lost()
+        if self.landing is not None:
+            self.landing.close()
         self._pending.clear()
         for indication in indications:
             self.service.aborted(self, indication)

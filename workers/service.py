@@ -31,6 +31,10 @@ log = logging.getLogger("hsscp.server")
 class AcceptorService:
     """Admission, dispatch and notifications for the associations of one server."""
 
+    def landing_for(self, protocol: AcceptorProtocol, fallback: memoryview):
+        """Where the association's reads go (a workers.arena.Landing); None: ``fallback``."""
+        return None
+
     def sink_factory_for(self, protocol: AcceptorProtocol) -> dimse.SinkFactory | None:
         """Where an association's datasets go as they arrive; None: in memory (BytesSink)."""
         return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from hsscp import dimse
 from hsscp.indications import MessageReceived
 from hsscp.storage import Storage, StoreOutcome, StoreRequest
-from workers.arena import Arena, StoreSink
+from workers.arena import Arena, Landing, StoreSink
 from workers.service import AcceptorService
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
@@ -40,6 +40,9 @@ class StorageService(AcceptorService):
         self.writers = writers
         self.ignore = ignore
 
+    def landing_for(self, protocol: AcceptorProtocol, fallback: memoryview) -> Landing | None:
+        return None if self.ignore else Landing(self.arena, fallback)
+
     def sink_factory_for(self, protocol: AcceptorProtocol):
         def new_sink(context_id: int, command) -> StoreSink | dimse.BytesSink:
             if not isinstance(command, dimse.CStoreRQ):
@@ -53,7 +56,7 @@ class StorageService(AcceptorService):
                 transfer_syntax=str(context.transfer_syntax) if context else "",
                 source_ae_title=protocol.assoc.requestor.ae_title,
             )
-            return StoreSink(self.arena, self.storage, request)
+            return StoreSink(protocol.landing, self.storage, request)
 
         return new_sink
 

@@ -30,7 +30,11 @@ class ArenaCache:
     def __init__(self) -> None:
         self._arenas: dict[str, shared_memory.SharedMemory] = {}
 
-    def view(self, name: str, offset: int, length: int) -> memoryview:
+    def views(self, name: str, segments: list[tuple[int, int]]) -> list[memoryview]:
+        buffer = self._attach(name).buf
+        return [buffer[offset : offset + length] for offset, length in segments]
+
+    def _attach(self, name: str) -> shared_memory.SharedMemory:
         arena = self._arenas.get(name)
         if arena is None:
             arena = shared_memory.SharedMemory(name=name)
@@ -38,7 +42,7 @@ class ArenaCache:
             # worker that created one owns it, not us.
             resource_tracker.unregister(arena._name, "shared_memory")  # type: ignore[attr-defined]
             self._arenas[name] = arena
-        return arena.buf[offset : offset + length]
+        return arena
 
     def close(self) -> None:
         for arena in self._arenas.values():
@@ -62,11 +66,12 @@ class Writer:
     def handle(self, job: StoreJob | SpoolJob) -> JobDone:
         try:
             if isinstance(job, StoreJob):
-                view = self.arenas.view(job.arena, job.offset, job.length)
+                views = self.arenas.views(job.arena, job.segments)
                 try:
-                    outcome = self.storage.store_buffer(job.request, view)
+                    outcome = self.storage.store_segments(job.request, views)
                 finally:
-                    view.release()
+                    for view in views:
+                        view.release()
             else:
                 outcome = self.storage.store_spooled(job.request, job.spool_path, memoryview(job.head))
         except Exception as exc:  # a bug must not become a false Success, nor kill the pool

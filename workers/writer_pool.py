@@ -84,7 +84,9 @@ class WriterPool:
         job_id = next(self._ids)
         if sink.spool_path is not None:
             return SpoolJob(job_id, sink.request, sink.spool_path, sink.head)
-        return StoreJob(job_id, sink.request, self.arena_name, sink.slot * self.slot_size, sink.length)
+        base = sink.slot * self.slot_size
+        segments = [(base + offset, length) for offset, length in sink.segments]
+        return StoreJob(job_id, sink.request, self.arena_name, segments)
 
     def submit(self, sink: StoreSink, done: Done) -> None:
         """Store what ``sink`` holds; ``done(outcome)`` is called from the loop when it is."""
