@@ -61,7 +61,7 @@ def _add_network(p: argparse.ArgumentParser, calling: str) -> None:
     g.add_argument("-c", "--associations", type=_positive_int, default=1, metavar="K",
                    help="associations at once, sharing one work queue (default 1)")
     g.add_argument("--processes", type=_positive_int, default=1, metavar="P",
-                   help="spread the associations over P processes, one event loop each (default 1)")
+                   help="spread the K associations over P processes, one event loop each (default 1)")
     g.add_argument("--repeat", type=_positive_int, default=1, metavar="N", help="do everything N times (default 1)")
     g.add_argument("--duration", type=float, metavar="SECONDS", help="keep going for this long instead of --repeat")
     g.add_argument("--json", metavar="FILE", help="write the report as JSON")
@@ -132,6 +132,8 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 
 def _peer(args: argparse.Namespace, async_ops: int = 0) -> Peer:
+    if args.processes > args.associations:
+        raise UsageError(f"--processes {args.processes} needs at least as many associations (-c)")
     if args.max_pdu and args.max_pdu < 4096:
         raise UsageError(f"--max-pdu must be 0 or at least 4096, not {args.max_pdu}")
     try:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from hsscp.loadgen.driver import Association, NotSent, Peer
 from hsscp.loadgen.report import Stats
 from hsscp.loadgen.sessions import run_associations
-from hsscp.loadgen.work import WorkQueue
+from hsscp.loadgen.work import WorkQueue, share_of
 from hsscp.presentation import PresentationContext, build_context
 from hsscp.uid import VERIFICATION_SOP_CLASS, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -25,7 +25,8 @@ async def run_echo_share(
     stats: Stats,
     on_progress: Callable[[Stats], None] | None = None,
 ) -> int:
-    """Send ``repeat`` C-ECHOs (or until ``deadline``) shared by the associations; return how many were not sent."""
+    """This process's part of ``repeat`` C-ECHOs (or until ``deadline``) over its share of the
+    associations; return how many were not sent."""
     queue = WorkQueue(1, repeat, deadline, share)
 
     async def send_loop(assoc: Association) -> None:
@@ -40,5 +41,6 @@ async def run_echo_share(
                 queue.put_back(item)
                 raise
 
-    await run_associations(peer, verification_contexts(), associations, stats, send_loop, on_progress)
+    count = share_of(associations, *share)
+    await run_associations(peer, verification_contexts(), count, stats, send_loop, on_progress)
     return queue.remaining()

@@ -13,7 +13,7 @@ from hsscp.loadgen.pacing import Pacer
 from hsscp.loadgen.payload import Payloads
 from hsscp.loadgen.report import Stats
 from hsscp.loadgen.sessions import run_associations
-from hsscp.loadgen.work import WorkQueue
+from hsscp.loadgen.work import WorkQueue, share_of
 from hsscp.presentation import PresentationContext
 
 NO_CONTEXT = "no accepted presentation context"
@@ -90,6 +90,7 @@ async def run_share(
         else:
             stats.event("no usable presentation context")
 
-    await run_associations(job.peer, job.contexts, job.associations, stats, send_loop, on_progress)
+    associations = share_of(job.associations, share.index, share.processes)
+    await run_associations(job.peer, job.contexts, associations, stats, send_loop, on_progress)
     stats.conversions = job.payloads.conversions
     return queue.remaining()

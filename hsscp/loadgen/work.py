@@ -64,3 +64,8 @@ class WorkQueue:
         """Items never sent (0 when bounded by time: nothing was promised)."""
         total = self.total
         return 0 if total is None else total - self.taken
+
+
+def share_of(total: int, index: int, parts: int) -> int:
+    """How many of ``total`` (associations) part ``index`` of ``parts`` runs: as even as can be."""
+    return total // parts + (1 if index < total % parts else 0)
