@@ -7,7 +7,6 @@ import os
 import pytest
 
 from hsscp import dimse
-from hsscp.engine import Engine, Role
 from hsscp.indications import MessageReceived
 from hsscp.part10 import read_file_meta
 from hsscp.storage import Storage, StoreRequest
