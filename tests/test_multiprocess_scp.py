@@ -256,6 +256,7 @@ def test_worker_memory_stays_bounded_for_a_1_gib_instance(tmp_path):
             peak = peak_rss_kib(worker)
             assoc.release()
             assert scp.stop() == 0
+        print(f"worker peak RSS {peak} KiB")
         assert peak < 200 * 1024, f"worker peak RSS {peak} KiB"
         (stored,) = stored_files(out).values()
         assert dataset_length(stored) == dataset_length(huge)
