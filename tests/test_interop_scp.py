@@ -86,12 +86,12 @@ def test_dcmtk_sees_a_failure_status():
 def test_pynetdicom_scu_echo_and_store():
     paths = [sample_path(name) for name in SAMPLE_FILES]
     datasets = [dcmread(path) for path in paths]
-    with running_scp() as (_, port, received):
+    with running_scp() as (_, port, received), RecordingProxy(port) as proxy:
         scu = PynetdicomAE(ae_title="PYNETDICOM")
         scu.add_requested_context(VERIFICATION)
         for ds in datasets:
             scu.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-        assoc = scu.associate("127.0.0.1", port, ae_title="HSSCP")
+        assoc = scu.associate("127.0.0.1", proxy.port, ae_title="HSSCP")
         assert assoc.is_established
         try:
             assert assoc.send_c_echo().Status == 0
@@ -99,8 +99,10 @@ def test_pynetdicom_scu_echo_and_store():
                 assert assoc.send_c_store(ds).Status == 0
         finally:
             assoc.release()
+        proxy.wait_closed()
     assert received.echoes == 1
-    # pynetdicom re-encodes what it sends; compare with what it would send.
+    # pynetdicom re-encodes what it sends: compare with what went over the wire.
+    assert [data for _, data in received.stores] == datasets_sent(proxy.pdus)
     assert [uid for uid, _ in received.stores] == [ds.SOPInstanceUID for ds in datasets]
 
 
