@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from hsscp.loadgen import datasets, scps
+from hsscp.loadgen.files import read_instance
 
 REFERENCE_SCP = "dcmtk-fork"
 DEFAULT_SCPS = ("hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom")
@@ -197,14 +198,8 @@ def _generate(plan: Plan, data_root: str) -> dict[str, tuple[str, list[str], int
         files, _ = plan.counts[kind]
         folder = os.path.join(data_root, f"{kind}-{files}")
         paths = datasets.generate(kind, files, folder)
-        made[kind] = (folder, paths, sum(_dataset_size(p) for p in paths))
+        made[kind] = (folder, paths, sum(read_instance(p).dataset_length for p in paths))
     return made
-
-
-def _dataset_size(path: str) -> int:
-    from hsscp.loadgen.files import read_instance
-
-    return read_instance(path).dataset_length
 
 
 def run_plan(plan: Plan, data_root: str, work: str, say) -> bool:

@@ -9,12 +9,15 @@ that refuses always ends. Every failure is counted in the stats.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 from hsscp.loadgen.driver import Association, AssociationError, Peer
 from hsscp.loadgen.progress import INTERVAL
 from hsscp.loadgen.report import Stats
 from hsscp.presentation import PresentationContext
+
+log = logging.getLogger("hsscp.loadgen")
 
 # Sends from the queue on one open association until the queue is empty.
 SendLoop = Callable[[Association], Awaitable[None]]
@@ -24,18 +27,26 @@ async def _association_worker(peer: Peer, contexts: list[PresentationContext], s
     while True:
         assoc = Association(peer, contexts, stats)
         try:
-            stats.association_opened(await assoc.open())
+            setup = await assoc.open()
         except AssociationError as exc:
+            log.warning("association to %s:%s failed: %s", peer.host, peer.port, exc)
             stats.event(exc.kind)
             return
+        stats.association_opened(setup)
+        log.info("association accepted in %.1f ms: %d context(s) accepted, %d refused, window %d",
+                 setup * 1000, len(assoc.accepted), len(assoc.refused), assoc.window)
         if assoc.refused:
             stats.event("presentation context refused", len(assoc.refused))
+            for pc in assoc.refused:
+                log.debug("refused: %s %s", pc.abstract_syntax, [str(ts) for ts in pc.transfer_syntax])
         try:
             await send_loop(assoc)
             await assoc.release()
+            log.info("association released after %d request(s)", assoc.requests_sent)
             stats.event("released")
             return
         except AssociationError as exc:
+            log.warning("association ended after %d request(s): %s", assoc.requests_sent, exc)
             stats.event(exc.kind)
             assoc.abort()
             if assoc.requests_sent == 0:
