@@ -145,9 +145,10 @@ def test_scan_reads_the_dataset_uids_and_skips_what_is_not_part_10(tmp_path):
 def test_odd_deflated_data_set_is_padded_inside_its_last_chunk():
     instance = files.read_instance(sample_path("image_dfl.dcm"))
     assert instance.dataset_length % 2 == 1
-    payload = Payloads([instance]).get(0, 0, files.Route(1, instance.transfer_syntax))
-    chunks = list(payload.chunks)
-    assert len(chunks) == 1 and len(chunks[0]) == payload.nbytes == instance.dataset_length + 1
+    for preload in (False, True):
+        payload = Payloads([instance], preload).get(0, 0, files.Route(1, instance.transfer_syntax))
+        chunks = list(payload.chunks)
+        assert len(chunks) == 1 and len(chunks[0]) == payload.nbytes == instance.dataset_length + 1
 
 
 def test_patched_small_data_set_is_one_chunk_and_big_one_reuses_the_file(tmp_path):

@@ -53,6 +53,12 @@ def file_chunks(path: str, offset: int, length: int, pad: bool = False, chunk: i
         os.close(fd)
 
 
+def needs_pad(length: int, transfer_syntax: str) -> bool:
+    """PS3.5 A.5: a deflated stream is padded to even length. Files without the pad
+    exist, and DCMTK aborts on an odd fragment, so one NUL is added when sending."""
+    return length % 2 == 1 and transfer_syntax in uidpatch.DEFLATED_TRANSFER_SYNTAXES
+
+
 def read_dataset(instance: Instance) -> bytes:
     return read_range(instance.path, instance.dataset_offset, instance.dataset_length)
 
@@ -87,13 +93,12 @@ class _Source:
 
     @property
     def padded(self) -> bool:
-        """PS3.5 A.5: a deflated stream is padded to even length; files without the pad
-        exist, and DCMTK aborts on an odd fragment."""
-        return self.length % 2 == 1 and self.transfer_syntax in uidpatch.DEFLATED_TRANSFER_SYNTAXES
+        """Whether reading the file needs the pad of :func:`needs_pad` (data in memory has it)."""
+        return self.data is None and needs_pad(self.instance.dataset_length, self.transfer_syntax)
 
     def whole(self) -> Iterable:
         if self.data is not None:
-            return (bytes(self.data) + b"\0",) if self.padded else (self.data,)
+            return (self.data,)
         i = self.instance
         if i.dataset_length <= WHOLE_READ_LIMIT:
             data = read_dataset(i)
@@ -158,7 +163,8 @@ class Payloads:
                 source.data = memoryview(convert(instance, transfer_syntax))
                 self.conversions += 1
             elif self._preload:
-                source.data = memoryview(read_dataset(instance))
+                data = read_dataset(instance)
+                source.data = memoryview(data + b"\0" if needs_pad(len(data), transfer_syntax) else data)
             if self.uid_maker is not None:
                 source.make_plan()
             self._sources[(index, transfer_syntax)] = source
