@@ -282,4 +282,4 @@ def test_bench_quick_runs_end_to_end(tmp_path):
     scps = {row["scp"] for row in document["rows"]}
     assert {"hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom"} <= scps
     assert all(row["ok"] and row["instances_per_s"] > 0 for row in document["rows"])
-    assert "| tiny | 16384 | 2 | hsscp | hsscp |" in done.stdout
+    assert "| tiny | 16384 | 2 | hsscp | hsscp |" in done.stdout and "sender's own /s" in done.stdout
