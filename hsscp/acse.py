@@ -124,10 +124,14 @@ def answer_request(request: AAssociateRQ, policy: AcceptorPolicy, at_capacity: b
     rejection = _rejection(request, policy, at_capacity)
     if rejection is not None:
         return Answer(rejection=AAssociateRJ(*rejection))
-    proposed = []
+    proposed, malformed = [], []
     for pc in request.presentation_contexts:
-        context = build_context(pc.abstract_syntax, pc.transfer_syntaxes)
-        context.context_id = pc.context_id
+        try:
+            context = build_context(pc.abstract_syntax, pc.transfer_syntaxes)
+            context.context_id = pc.context_id
+        except (TypeError, ValueError):  # an even ID, an over-long UID: refuse that context only
+            malformed.append(items.PresentationContextAC(pc.context_id, ContextResult.PROVIDER_REJECTION, None))
+            continue
         proposed.append(context)
     user_info = request.user_information
     roles = {r.sop_class_uid: (bool(r.scu_role), bool(r.scp_role)) for r in user_info.role_selections}
@@ -144,10 +148,14 @@ def answer_request(request: AAssociateRQ, policy: AcceptorPolicy, at_capacity: b
         called_ae_title=request.called_ae_title,
         calling_ae_title=request.calling_ae_title,
         application_context=DICOM_APPLICATION_CONTEXT,
-        presentation_contexts=[
-            items.PresentationContextAC(pc.context_id, pc.result, str(pc.transfer_syntax[0]) if pc.transfer_syntax else None)
-            for pc in contexts
-        ],
+        presentation_contexts=sorted(
+            [
+                items.PresentationContextAC(pc.context_id, pc.result, str(pc.transfer_syntax[0]) if pc.transfer_syntax else None)
+                for pc in contexts
+            ]
+            + malformed,
+            key=lambda pc: pc.context_id,
+        ),
         user_information=items.UserInformation(subs),
     )
     return Answer(response=response, contexts=contexts)

@@ -52,6 +52,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self.landing = service.landing_for(self, self._buffer)
         self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
         self._busy = False
+        self._release_asked = False
         self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = ""
@@ -111,14 +112,13 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
                 self.service.association_requested(self, indication.request)
             elif isinstance(indication, ReleaseRequested | ReleaseConfirmed):
                 # An acceptor never asks for release itself, but answers a collision all the same.
-                if self.engine.state in ("Sta8", "Sta12"):
-                    self.send(self.engine.release_response())
-                    self.service.released(self)
+                self._release_asked = True
             elif isinstance(indication, Aborted):
                 self._pending.clear()
                 self.service.aborted(self, indication)
         if self._pending and not self._busy:
             self._next_message()
+        self._answer_release()
         self.flush()
 
     def flush(self) -> None:
@@ -153,7 +153,15 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
                 log.debug("association ended before a reply could be sent")
         if self._pending and self.engine.state in ("Sta6", "Sta8"):
             self._next_message()
+        self._answer_release()
         self.flush()
+
+    def _answer_release(self) -> None:
+        """A-RELEASE-RP goes out only after the responses owed for what came before it."""
+        if self._release_asked and not self._busy and not self._pending and self.engine.state in ("Sta8", "Sta12"):
+            self._release_asked = False
+            self.send(self.engine.release_response())
+            self.service.released(self)
 
     def abort(self) -> None:
         """A-ABORT from our side (shutdown, network timeout), then close."""

@@ -80,8 +80,19 @@ class AcceptorService:
         assoc = protocol.assoc
         assoc.requested(request)
         self.handlers.notify(assoc, events.EVT_REQUESTED)
+        if protocol.engine.state != "Sta3":
+            # The same read carried more after the request (P-DATA before our answer,
+            # say) and the engine has already aborted as PS3.8 says: nothing to answer.
+            return
         at_capacity = not self.limiter.try_acquire()
-        answer = answer_request(request, self.policy(), at_capacity)
+        try:
+            answer = answer_request(request, self.policy(), at_capacity)
+        except Exception:  # never a traceback, nor a slot held, for what a peer sent
+            log.exception("cannot answer the association request from %s", protocol.peer[0])
+            if not at_capacity:
+                self.limiter.release()
+            protocol.abort()
+            return
         if answer.rejection is not None:
             if not at_capacity:
                 self.limiter.release()
