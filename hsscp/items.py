@@ -61,9 +61,14 @@ def pack_item(item_type: int, value: bytes) -> bytes:
     return ITEM_HEADER.pack(item_type, len(value)) + value
 
 
+# UIDs and names are ASCII by the standard; latin-1 decodes any byte and encodes
+# back to the same byte, so what a peer sent always re-encodes exactly.
+WIRE_TEXT = "latin-1"
+
+
 def text(data: memoryview) -> str:
-    """UIDs and names from the wire: ASCII by the standard, latin-1 never fails."""
-    return bytes(data).decode("latin-1").rstrip("\0 ")
+    """UIDs and names from the wire, without their NUL or space padding."""
+    return bytes(data).decode(WIRE_TEXT).rstrip("\0 ")
 
 
 def split_prefixed(data: memoryview, offset: int, what: str) -> tuple[memoryview, int]:
@@ -96,8 +101,8 @@ class PresentationContextRQ:
     reserved: bytes = b"\0\0\0"
 
     def encode(self) -> bytes:
-        subs = [pack_item(ABSTRACT_SYNTAX, self.abstract_syntax.encode("ascii"))]
-        subs += [pack_item(TRANSFER_SYNTAX, ts.encode("ascii")) for ts in self.transfer_syntaxes]
+        subs = [pack_item(ABSTRACT_SYNTAX, self.abstract_syntax.encode(WIRE_TEXT))]
+        subs += [pack_item(TRANSFER_SYNTAX, ts.encode(WIRE_TEXT)) for ts in self.transfer_syntaxes]
         return pack_item(PRESENTATION_CONTEXT_RQ, bytes((self.context_id,)) + self.reserved + b"".join(subs))
 
     @classmethod
@@ -135,7 +140,7 @@ class PresentationContextAC:
 
     def encode(self) -> bytes:
         sub = b"" if self.transfer_syntax is None else pack_item(
-            TRANSFER_SYNTAX, self.transfer_syntax.encode("ascii")
+            TRANSFER_SYNTAX, self.transfer_syntax.encode(WIRE_TEXT)
         )
         return pack_item(PRESENTATION_CONTEXT_AC, bytes((self.context_id, 0, self.result, 0)) + sub)
 
@@ -177,7 +182,7 @@ class ImplementationClassUID:
     uid: str
 
     def encode(self) -> bytes:
-        return pack_item(IMPLEMENTATION_CLASS_UID, self.uid.encode("ascii"))
+        return pack_item(IMPLEMENTATION_CLASS_UID, self.uid.encode(WIRE_TEXT))
 
     @classmethod
     def decode(cls, data: memoryview) -> ImplementationClassUID:
@@ -189,7 +194,7 @@ class ImplementationVersionName:
     name: str
 
     def encode(self) -> bytes:
-        return pack_item(IMPLEMENTATION_VERSION_NAME, self.name.encode("ascii"))
+        return pack_item(IMPLEMENTATION_VERSION_NAME, self.name.encode(WIRE_TEXT))
 
     @classmethod
     def decode(cls, data: memoryview) -> ImplementationVersionName:
@@ -220,7 +225,7 @@ class RoleSelection:
     scp_role: int
 
     def encode(self) -> bytes:
-        value = prefixed(self.sop_class_uid.encode("ascii")) + bytes((self.scu_role, self.scp_role))
+        value = prefixed(self.sop_class_uid.encode(WIRE_TEXT)) + bytes((self.scu_role, self.scp_role))
         return pack_item(ROLE_SELECTION, value)
 
     @classmethod
@@ -237,7 +242,7 @@ class SOPClassExtendedNegotiation:
     service_class_application_information: bytes
 
     def encode(self) -> bytes:
-        value = prefixed(self.sop_class_uid.encode("ascii"))
+        value = prefixed(self.sop_class_uid.encode(WIRE_TEXT))
         return pack_item(SOP_CLASS_EXTENDED, value + self.service_class_application_information)
 
     @classmethod
@@ -254,10 +259,10 @@ class SOPClassCommonExtendedNegotiation:
     version: int = 0  # the sub-item version, carried where other items have a reserved byte
 
     def encode(self) -> bytes:
-        related = b"".join(prefixed(uid.encode("ascii")) for uid in self.related_general_sop_class_uids)
+        related = b"".join(prefixed(uid.encode(WIRE_TEXT)) for uid in self.related_general_sop_class_uids)
         value = (
-            prefixed(self.sop_class_uid.encode("ascii"))
-            + prefixed(self.service_class_uid.encode("ascii"))
+            prefixed(self.sop_class_uid.encode(WIRE_TEXT))
+            + prefixed(self.service_class_uid.encode(WIRE_TEXT))
             + prefixed(related)
         )
         return struct.pack(">BBH", SOP_CLASS_COMMON_EXTENDED, self.version, len(value)) + value

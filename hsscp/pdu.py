@@ -18,6 +18,7 @@ from hsscp.items import (
     PRESENTATION_CONTEXT_AC,
     PRESENTATION_CONTEXT_RQ,
     USER_INFORMATION,
+    WIRE_TEXT,
     PresentationContextAC,
     PresentationContextRQ,
     UserInformation,
@@ -52,7 +53,7 @@ class PduType(IntEnum):
 
 
 def ae_title_bytes(title: str) -> bytes:
-    raw = title.encode("ascii")
+    raw = title.encode(WIRE_TEXT)
     if len(raw) > 16:
         raise ValueError(f"AE title {title!r} is longer than 16 characters")
     return raw.ljust(16)
@@ -83,7 +84,7 @@ class _Associate:
                 ae_title_bytes(self.called_ae_title),
                 ae_title_bytes(self.calling_ae_title),
             ),
-            pack_item(APPLICATION_CONTEXT, self.application_context.encode("ascii")),
+            pack_item(APPLICATION_CONTEXT, self.application_context.encode(WIRE_TEXT)),
         ]
         body += [context.encode() for context in self.presentation_contexts]
         body.append(self.user_information.encode())
@@ -96,8 +97,8 @@ class _Associate:
             raise invalid(f"{cls.__name__} shorter than its {ASSOCIATE_FIXED_LENGTH} fixed bytes")
         version, called, calling = _ASSOCIATE_FIXED.unpack_from(body)
         pdu = cls(
-            called_ae_title=called.decode("latin-1").rstrip(" \0"),
-            calling_ae_title=calling.decode("latin-1").rstrip(" \0"),
+            called_ae_title=called.decode(WIRE_TEXT).rstrip(" \0"),
+            calling_ae_title=calling.decode(WIRE_TEXT).rstrip(" \0"),
             application_context="",
             protocol_version=version,
         )

@@ -132,7 +132,7 @@ class Landing:
         sink = self.sink
         carried = sink is not None and sink.slot is not None and sink.slot == self.slot
         if carried and sink.length > self.arena.slot_size // 2:
-            sink.spill()  # a big dataset: it goes on in its spool file
+            sink.spill_or_fail()  # a big dataset: it goes on in its spool file
             carried = False
         if self.slot is not None:
             if not carried and self.arena.refs[self.slot] == 1:
@@ -143,7 +143,7 @@ class Landing:
         self.pos = 0
         if self.slot is None:
             if carried:
-                sink.spill()  # nowhere to carry it: the spool file it is
+                sink.spill_or_fail()  # nowhere to carry it: the spool file it is
             return
         self.view = self.arena.view(self.slot)
         if carried:
@@ -254,6 +254,14 @@ class StoreSink:
         for view in held:
             self._keep_head(view)
         self._let_go_of_slot()
+
+    def spill_or_fail(self) -> None:
+        """Spill between reads: a failure (disk full, read-only) is the dataset's, not the read's."""
+        try:
+            self.spill()
+        except OSError as exc:
+            self.error = exc
+            self.discard()
 
     def _to_spool(self, data: memoryview) -> None:
         self._keep_head(data)

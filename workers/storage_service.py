@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from hsscp import dimse
+from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
 from hsscp.storage import Storage, StoreOutcome, StoreRequest
 from workers.arena import Arena, Landing, StoreSink
@@ -54,7 +55,7 @@ class StorageService(AcceptorService):
                 sop_class_uid=command.affected_sop_class_uid,
                 sop_instance_uid=command.affected_sop_instance_uid,
                 transfer_syntax=str(context.transfer_syntax) if context else "",
-                source_ae_title=protocol.assoc.requestor.ae_title,
+                source_ae_title=_valid_or_empty(protocol.assoc.requestor.ae_title),
             )
             return StoreSink(protocol.landing, self.storage, request)
 
@@ -110,6 +111,14 @@ class DiscardSink:
 
     def abort(self) -> None:
         pass
+
+
+def _valid_or_empty(ae_title: str) -> str:
+    """A calling AE title fit for the file meta; a malformed one is left out, not fatal."""
+    try:
+        return normalize_ae_title(ae_title)
+    except (TypeError, ValueError):
+        return ""
 
 
 def _failure(exc: OSError) -> StoreOutcome:
