@@ -352,7 +352,6 @@ def test_plot_without_matplotlib_is_a_clear_usage_error(monkeypatch, capsys, tin
 
 
 def test_plot_is_drawn_when_matplotlib_is_there(tmp_path, tiny_files):
-    pytest.importorskip("matplotlib", reason="the optional 'plot' extra")
     with scripted_scp() as (port, _):
         assert storescu(port, *tiny_files, "-q", "--plot", str(tmp_path / "run.png")) == 0
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
