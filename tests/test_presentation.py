@@ -355,7 +355,7 @@ syntaxes_st = st.lists(st.sampled_from(SYNTAXES), min_size=1, max_size=5, unique
 
 
 def _pynetdicom_context(cx: PresentationContext):
-    presentation = pytest.importorskip("pynetdicom.presentation")
+    import pynetdicom.presentation as presentation
     theirs = presentation.PresentationContext()
     theirs.context_id = cx.context_id
     theirs.abstract_syntax = cx.abstract_syntax
@@ -383,7 +383,7 @@ def acceptor_cases(draw):
 @settings(max_examples=300, deadline=None)
 @given(acceptor_cases())
 def test_acceptor_matches_pynetdicom(case) -> None:
-    presentation = pytest.importorskip("pynetdicom.presentation")
+    import pynetdicom.presentation as presentation
     proposed, supported, roles = case
     theirs, their_replies = presentation.negotiate_as_acceptor(
         [_pynetdicom_context(cx) for cx in proposed],
@@ -416,7 +416,7 @@ def requestor_cases(draw):
 @settings(max_examples=300, deadline=None)
 @given(requestor_cases())
 def test_requestor_matches_pynetdicom(case) -> None:
-    presentation = pytest.importorskip("pynetdicom.presentation")
+    import pynetdicom.presentation as presentation
     requested, answers, replies = case
     their_answers = []
     for context_id, result, syntax in answers:
