@@ -120,6 +120,9 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="data sets larger than this spill to disk as they arrive (default 4M)")
     g.add_argument("--ignore", action=argparse.BooleanOptionalAction,
                    help="receive and answer Success but write nothing")
+    g.add_argument("--inline-limit", dest="inline_limit", type=parse_size, metavar="BYTES",
+                   help="with --fsync none, data sets up to this size are written by the worker "
+                        "itself, not handed to a writer (default 256K; 0 = always a writer)")
 
     g = p.add_argument_group("processes")
     g.add_argument("--workers", type=int, metavar="N",

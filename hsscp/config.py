@@ -87,6 +87,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     require_calling_aet: list[str] = []
     require_called_aet: bool = False
     ignore: bool = False  # receive and answer Success, write nothing
+    # With fsync "none", data sets up to this size are written by the association
+    # worker itself: for them the hop to a writer process costs more than the write.
+    inline_limit: int = 256 * KIB
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -123,6 +126,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             raise ValueError("tls_cert and tls_key must be given together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise ValueError("tls_ca (verify client certificates) needs tls_cert and tls_key")
+        if self.inline_limit < 0:
+            raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
         if self.spool_threshold < MIN_SPOOL_THRESHOLD:
             raise ValueError(
                 f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "

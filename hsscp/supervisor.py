@@ -180,6 +180,8 @@ class Supervisor:
                 storage=self.storage,
                 spool_threshold=self.config.spool_threshold,
                 ignore=self.config.ignore,
+                # fsync in the event loop would stall every association of the worker.
+                inline_limit=self.config.inline_limit if self.config.fsync == "none" else 0,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
             )

@@ -308,3 +308,28 @@ def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatc
     result = supervisor.Supervisor(config).run()
     assert result.exit_code == 1
     assert time.monotonic() - started < 30
+
+
+def test_without_fsync_small_instances_are_stored_by_the_worker_itself(tmp_path):
+    sources = write_instances(tmp_path / "src", 10)
+    big = write_instances(tmp_path / "big", 1, pixel_bytes=600_000)
+    out = tmp_path / "out"
+    acks: dict[str, int] = {}
+    with hsscp_storescp(out, "--layout", "flat", "--fsync", "none", "--inline-limit", "64K",
+                        workers=1, writers=1) as scp:
+        writer = scp.children()["hsscp-writer-0"]
+        os.kill(writer, signal.SIGSTOP)  # no writer can answer now...
+        try:
+            send_files(scp.port, sources, acks)  # ...yet small instances are stored
+            assert set(acks.values()) == {0}
+            blocked: dict[str, int] = {}
+            sender = threading.Thread(target=send_files, args=(scp.port, big, blocked))
+            sender.start()
+            sender.join(2)
+            assert sender.is_alive() and not blocked  # a big one waits for the writer
+        finally:
+            os.kill(writer, signal.SIGCONT)
+        sender.join(30)
+        assert blocked == {big[0].stem: 0}
+        assert scp.stop() == 0
+    assert_acknowledged_are_stored({**acks, **blocked}, {p.stem: p for p in [*sources, *big]}, out)

@@ -241,6 +241,8 @@ class StoreSink:
         return size
 
     def views(self) -> list[memoryview]:
+        if self.slot is None:  # an empty data set
+            return []
         slot = self.arena.view(self.slot)
         return [slot[offset : offset + n] for offset, n in self.segments]
 

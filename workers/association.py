@@ -52,6 +52,7 @@ class WorkerContext:
     storage: Storage | None = None
     spool_threshold: int = 4 * 1024 * 1024
     ignore: bool = False
+    inline_limit: int = 0  # data sets up to this size are stored by the worker itself
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
 
@@ -109,7 +110,8 @@ async def _build_service(ctx: WorkerContext):
     if not ctx.ignore:
         writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
         await writers.connect()
-    service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats, ignore=ctx.ignore)
+    service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
+                             ignore=ctx.ignore, inline_limit=ctx.inline_limit)
     return service, arena, writers
 
 

@@ -33,9 +33,10 @@ class StorageService(AcceptorService):
     """Stores every C-STORE through the writer pool (or discards it, with ``ignore``)."""
 
     def __init__(self, *args, arena: Arena, storage: Storage, writers: WriterPool | None,
-                 stats: Stats, ignore: bool = False, **kwargs) -> None:
+                 stats: Stats, ignore: bool = False, inline_limit: int = 0, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.stats = stats
+        self.inline_limit = inline_limit
         self.arena = arena
         self.storage = storage
         self.writers = writers
@@ -74,6 +75,16 @@ class StorageService(AcceptorService):
             self._answer(protocol, message.context_id, command, _failure(sink.error))
             return
         context_id = message.context_id
+        if sink.spool_path is None and sink.length <= self.inline_limit:
+            # Small and not fsynced: writing it here costs less than the hop to a writer.
+            try:
+                outcome = self.storage.store_segments(sink.request, sink.views())
+            except Exception:  # a bug must not become a false Success, nor kill the association
+                log.exception("storing %s failed", command.affected_sop_instance_uid)
+                outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
+            sink.discard()
+            self._answer(protocol, context_id, command, outcome)
+            return
 
         def stored(outcome: StoreOutcome) -> None:
             sink.discard()

@@ -69,6 +69,8 @@ SCPS: dict[str, ScpSpec] = {
     spec.name: spec
     for spec in (
         ScpSpec("hsscp", "hsscp storescp, one worker per CPU, files written", _hsscp(), python_env, sys.executable),
+        ScpSpec("hsscp-flat", "hsscp storescp as DCMTK stores: one folder, no fsync",
+                _hsscp("--layout", "flat", "--fsync", "none"), python_env, sys.executable),
         ScpSpec("hsscp-ignore", "hsscp storescp --ignore (nothing written)", _hsscp("--ignore"), python_env,
                 sys.executable),
         ScpSpec("dcmtk", "DCMTK storescp, single process, files written", _storescp(), dcmtk_env, "storescp"),
