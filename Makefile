@@ -9,7 +9,7 @@ BIND   ?=
 # Debian packages the interop tests talk to, keyed by the command they provide.
 PEERS  := storescp:dcmtk openssl:openssl
 
-.PHONY: test venv peers lint bench run clean
+.PHONY: test venv peers lint bench run clean fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,17 @@ bench: venv
 
 run: venv
 	$(PY) -m hsscp storescp $(if $(BIND),--bind $(BIND)) -od $(OUT) $(PORT)
+
+# Coverage-guided fuzzing (atheris) of the PDU reader+engine, the DIMSE decoder and the
+# data set peek, FUZZ_SECONDS (default 60) each; prints how many inputs each one ran.
+fuzz: venv
+	$(PY) -m pip install -q atheris
+	$(PY) tests/fuzz/run.py --seconds $(or $(FUZZ_SECONDS),60)
+
+# Minutes of mixed load on the multiprocess SCP while its processes are killed;
+# SOAK_SECONDS (default 600). Exits non-zero if an acknowledged instance was lost.
+soak: venv peers
+	$(PY) -m bench.soak --duration $(or $(SOAK_SECONDS),600)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

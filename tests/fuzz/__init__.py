@@ -1,0 +1,1 @@
+"""Coverage-guided fuzz targets (atheris) with their seed corpus; ``make fuzz`` runs them."""
