@@ -44,13 +44,28 @@ class ArenaCache:
             self._arenas[name] = arena
         return arena
 
-    def close(self) -> None:
-        for arena in self._arenas.values():
+    def drop(self, name: str) -> None:
+        """Unmap one arena: its worker is gone, and with it the last use of that memory."""
+        arena = self._arenas.pop(name, None)
+        if arena is not None:
             try:
                 arena.close()
             except BufferError:
                 pass  # a view is still alive; the OS unmaps at exit
-        self._arenas.clear()
+
+    def close(self) -> None:
+        for name in list(self._arenas):
+            self.drop(name)
+
+
+class _Connection:
+    """One worker's link: its unread bytes, and the arenas its jobs named."""
+
+    __slots__ = ("reader", "arenas")
+
+    def __init__(self) -> None:
+        self.reader = FrameReader()
+        self.arenas: set[str] = set()
 
 
 class Writer:
@@ -90,22 +105,26 @@ class Writer:
             for key, _ in self._selector.select(timeout=0.5):
                 if key.data is None:
                     conn, _ = listener.accept()
-                    self._selector.register(conn, selectors.EVENT_READ, FrameReader())
+                    self._selector.register(conn, selectors.EVENT_READ, _Connection())
                 else:
                     self._read(key.fileobj, key.data)
         listener.close()
         self.arenas.close()
 
-    def _read(self, conn: socket.socket, reader: FrameReader) -> None:
+    def _read(self, conn: socket.socket, link: _Connection) -> None:
         try:
             data = conn.recv(65536)
         except OSError:
             data = b""
-        if not data:  # the worker went away: its unanswered jobs die with it
+        if not data:  # the worker went away: its unanswered jobs and its memory with it
             self._selector.unregister(conn)
             conn.close()
+            for name in link.arenas:
+                self.arenas.drop(name)
             return
-        for job in reader.feed(data):
+        for job in link.reader.feed(data):
+            if isinstance(job, StoreJob):
+                link.arenas.add(job.arena)
             result = frame(self.handle(job))
             try:
                 conn.sendall(result)
