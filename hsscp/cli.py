@@ -131,6 +131,9 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="file writer processes (default: one per CPU)")
     g.add_argument("--graceful-timeout", dest="graceful_timeout", type=float, metavar="SECONDS",
                    help="on stop, how long open associations may finish (default 30)")
+    g.add_argument("--async-ops", dest="async_ops", type=int, metavar="N",
+                   help="outstanding requests granted to a peer that proposes an asynchronous "
+                        "operations window (default 16)")
     g.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", type=float, metavar="SECONDS",
                    help="replace a worker whose event loop has been stuck this long (default 10)")
     return p

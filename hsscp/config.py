@@ -90,6 +90,9 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # With fsync "none", data sets up to this size are written by the association
     # worker itself: for them the hop to a writer process costs more than the write.
     inline_limit: int = 256 * KIB
+    # Requests a peer may have outstanding on one association, if it asks (asynchronous
+    # operations window); they are stored in parallel and answered as each is stored.
+    async_ops: int = 16
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,6 +129,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             raise ValueError("tls_cert and tls_key must be given together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise ValueError("tls_ca (verify client certificates) needs tls_cert and tls_key")
+        if not 1 <= self.async_ops <= 65535:
+            raise ValueError(f"async_ops must be 1 to 65535, not {self.async_ops}")
         if self.inline_limit < 0:
             raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
         if self.spool_threshold < MIN_SPOOL_THRESHOLD:

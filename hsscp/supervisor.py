@@ -182,6 +182,7 @@ class Supervisor:
                 ignore=self.config.ignore,
                 # fsync in the event loop would stall every association of the worker.
                 inline_limit=self.config.inline_limit if self.config.fsync == "none" else 0,
+                async_ops=self.config.async_ops,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
             )

@@ -333,3 +333,25 @@ def test_without_fsync_small_instances_are_stored_by_the_worker_itself(tmp_path)
         assert blocked == {big[0].stem: 0}
         assert scp.stop() == 0
     assert_acknowledged_are_stored({**acks, **blocked}, {p.stem: p for p in [*sources, *big]}, out)
+
+
+def test_an_asynchronous_operations_window_is_granted_and_used(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    sources = write_instances(tmp_path / "src", 60, pixel_bytes=8192)
+    out = tmp_path / "out"
+    report = tmp_path / "report.json"
+    with hsscp_storescp(out, "--layout", "flat", "--async-ops", "8") as scp:
+        sent = subprocess.run(
+            [sys.executable, "-m", "hsscp", "storescu", "-q", "-aec", "HSSCP", "--async-ops", "8",
+             "--json", str(report), "127.0.0.1", str(scp.port), str(tmp_path / "src")],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert scp.stop() == 0
+    stats = json.loads(report.read_text())
+    assert stats["max_outstanding"] > 1  # several C-STOREs were in flight on one association
+    acks = {p.stem: 0 for p in sources}
+    assert_acknowledged_are_stored(acks, {p.stem: p for p in sources}, out)

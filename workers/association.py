@@ -53,6 +53,7 @@ class WorkerContext:
     spool_threshold: int = 4 * 1024 * 1024
     ignore: bool = False
     inline_limit: int = 0  # data sets up to this size are stored by the worker itself
+    async_ops: int = 1  # outstanding requests granted per association
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
 
@@ -111,7 +112,7 @@ async def _build_service(ctx: WorkerContext):
         writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
         await writers.connect()
     service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
-                             ignore=ctx.ignore, inline_limit=ctx.inline_limit)
+                             ignore=ctx.ignore, inline_limit=ctx.inline_limit, async_ops=ctx.async_ops)
     return service, arena, writers
 
 

@@ -51,7 +51,9 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         # Where reads land: straight into shared memory the writers read, when the service has it.
         self.landing = service.landing_for(self, self._buffer)
         self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
-        self._busy = False
+        self.window = 1  # DIMSE requests we perform at once: the negotiated async operations window
+        self._in_flight = 0
+        self._starting = False
         self._release_asked = False
         self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
         self._timer: asyncio.TimerHandle | None = None
@@ -116,8 +118,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             elif isinstance(indication, Aborted):
                 self._pending.clear()
                 self.service.aborted(self, indication)
-        if self._pending and not self._busy:
-            self._next_message()
+        self._start_messages()
         self._answer_release()
         self.flush()
 
@@ -139,26 +140,33 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         """Queue what an engine ``send_*`` call returned; ``flush`` writes it in order."""
         self._outgoing += buffers
 
-    def _next_message(self) -> None:
-        self._busy = True
-        self.service.message_received(self, self._pending.popleft())
+    def _start_messages(self) -> None:
+        """Hand requests to the service, as many at once as the window allows, in order."""
+        if self._starting:  # a reply given synchronously from inside the loop below
+            return
+        self._starting = True
+        try:
+            while self._pending and self._in_flight < self.window and self.engine.state in ("Sta6", "Sta8"):
+                self._in_flight += 1
+                self.service.message_received(self, self._pending.popleft())
+        finally:
+            self._starting = False
 
     def reply(self, context_id: int, command, dataset=None) -> None:
-        """Send a DIMSE response (from the loop thread), then take the next request."""
-        self._busy = False
+        """Send a DIMSE response (from the loop thread), then take the next requests."""
+        self._in_flight -= 1
         if self.engine.state in ("Sta6", "Sta8"):
             try:
                 self.send(self.engine.send_message(context_id, command, dataset))
             except LocalProtocolError:
                 log.debug("association ended before a reply could be sent")
-        if self._pending and self.engine.state in ("Sta6", "Sta8"):
-            self._next_message()
+        self._start_messages()
         self._answer_release()
         self.flush()
 
     def _answer_release(self) -> None:
         """A-RELEASE-RP goes out only after the responses owed for what came before it."""
-        if self._release_asked and not self._busy and not self._pending and self.engine.state in ("Sta8", "Sta12"):
+        if self._release_asked and not self._in_flight and not self._pending and self.engine.state in ("Sta8", "Sta12"):
             self._release_asked = False
             self.send(self.engine.release_response())
             self.service.released(self)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hsscp.server")
 
+MAX_WINDOW = 256  # what "0 = unlimited" outstanding requests means in practice
+
 
 class AcceptorService:
     """Admission, dispatch and notifications for the associations of one server."""
@@ -106,6 +108,9 @@ class AcceptorService:
             self.handlers.notify(assoc, events.EVT_REJECTED)
             return
         protocol.holds_slot = True
+        window = answer.response.user_information.async_operations_window
+        if window is not None:  # what we granted: how many requests the peer may have outstanding
+            protocol.window = window.max_performed or MAX_WINDOW
         if self.stats is not None:
             self.stats.add("associations")
         protocol.send(protocol.engine.accept(answer.response))

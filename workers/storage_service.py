@@ -8,11 +8,13 @@ file, and the C-STORE-RSP carries the writer's status.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 from typing import TYPE_CHECKING
 
 from hsscp import dimse
+from hsscp.acse import AcceptorPolicy
 from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
 from hsscp.storage import Storage, StoreOutcome, StoreRequest
@@ -33,14 +35,20 @@ class StorageService(AcceptorService):
     """Stores every C-STORE through the writer pool (or discards it, with ``ignore``)."""
 
     def __init__(self, *args, arena: Arena, storage: Storage, writers: WriterPool | None,
-                 stats: Stats, ignore: bool = False, inline_limit: int = 0, **kwargs) -> None:
+                 stats: Stats, ignore: bool = False, inline_limit: int = 0, async_ops: int = 1,
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.async_ops = async_ops
         self.stats = stats
         self.inline_limit = inline_limit
         self.arena = arena
         self.storage = storage
         self.writers = writers
         self.ignore = ignore
+
+    def policy(self) -> AcceptorPolicy:
+        # Stores of one association can be in the writers at once: grant that window.
+        return dataclasses.replace(super().policy(), max_operations_performed=self.async_ops)
 
     def landing_for(self, protocol: AcceptorProtocol, fallback: memoryview) -> Landing | None:
         return None if self.ignore else Landing(self.arena, fallback)
