@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hsscp import dimse, items, pdu
+from hsscp import items, pdu
 from hsscp.engine import Engine, Role
 
 VERIFICATION = "1.2.840.10008.1.1"
@@ -75,6 +75,3 @@ class Pair:
         (confirmed,) = self.to_requestor(self.acceptor.release_response())
         return requested, confirmed
 
-
-def store_rq(message_id: int, sop_class: str, sop_instance: str) -> dimse.CStoreRQ:
-    return dimse.CStoreRQ(message_id, sop_class, sop_instance)
