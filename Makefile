@@ -7,7 +7,7 @@ OUT    ?= received
 BIND   ?=
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
-PEERS  := storescp:dcmtk openssl:openssl
+PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc
 
 .PHONY: test venv peers lint bench run clean fuzz soak
 
@@ -22,7 +22,7 @@ venv: $(VENV)/.installed
 peers:
 	@missing=""; for pair in $(PEERS); do \
 	  cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
