@@ -1,9 +1,10 @@
 """The glue between an event-loop transport and one acceptor-side association engine.
 
 A :class:`asyncio.BufferedProtocol` (not ``Protocol``: uvloop would copy
-every read into a new bytes object): the loop reads straight into our
-buffer and the engine parses that buffer in place. Dataset bytes are copied
-once, from there into whatever sink the service chose.
+every read into a new bytes object): the loop reads straight into the
+buffer the service offers (shared memory the writers read, for the storage
+SCP; see :mod:`workers.arena`) and the engine parses it in place. Dataset
+bytes are then recorded where they landed, or copied once into the sink.
 
 What to do with a request, a message or a timeout is the service's
 business (:class:`workers.service.AcceptorService`); this class only moves
