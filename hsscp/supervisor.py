@@ -31,6 +31,7 @@ from hsscp.server import bind_listener
 from hsscp.storage import FsyncPolicy, Layout, Storage
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from workers import stats as stats_table
+from workers.arena import remove_arenas_of
 from workers.association import BOOT_FAILED, WorkerContext, run_worker
 from workers.writer import run_writer
 
@@ -214,6 +215,7 @@ class Supervisor:
             log.info("removed %d temporary files of pid %d", removed, child.pid)
         if child.role == "worker":
             self.limiter.reclaim(child.index)
+            remove_arenas_of(child.pid)  # a killed worker leaves its shared memory behind
         if self.stopping:
             return
         if child.role == "worker" and code == BOOT_FAILED:

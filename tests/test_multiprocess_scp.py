@@ -173,6 +173,7 @@ def kill_during_load(tmp_path: Path, victim: str) -> None:
         assert not any(t.is_alive() for t in threads)
         after = scp.wait_for_children(2, 2)
         assert after[victim] != before[victim], "the killed process was not replaced"
+        assert not [name for name in os.listdir("/dev/shm") if name.startswith(f"hsscp-{before[victim]}-")]
         assert len(acks) == len(sources)  # every file was eventually answered
         assert scp.stop() == 0
     assert_acknowledged_are_stored(acks, by_uid, out)

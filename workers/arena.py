@@ -33,13 +33,37 @@ _c_char_at = ctypes.c_char.from_buffer
 _address_of = ctypes.addressof
 
 
+SHM_FOLDER = "/dev/shm"  # where Linux keeps POSIX shared memory by name
+
+
+def arena_prefix(pid: int) -> str:
+    return f"hsscp-{pid}-"
+
+
+def remove_arenas_of(pid: int) -> int:
+    """Unlink the arenas a dead worker could not unlink itself (killed); returns the count."""
+    removed = 0
+    try:
+        names = os.listdir(SHM_FOLDER)
+    except OSError:
+        return 0
+    for name in names:
+        if name.startswith(arena_prefix(pid)):
+            try:
+                os.unlink(os.path.join(SHM_FOLDER, name))
+                removed += 1
+            except FileNotFoundError:
+                pass
+    return removed
+
+
 class Arena:
     """Fixed-size, reference-counted slots in one shared-memory segment owned by this process."""
 
     def __init__(self, slot_size: int, slots: int) -> None:
         self.slot_size = slot_size
         self.size = slot_size * slots
-        name = f"hsscp-{os.getpid()}-{secrets.token_hex(4)}"
+        name = arena_prefix(os.getpid()) + secrets.token_hex(4)
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
         self.name = self.shm.name
         self._base = _address_of(_c_char_at(self.shm.buf))
