@@ -54,17 +54,21 @@ class StorageService(AcceptorService):
         return None if self.ignore else Landing(self.arena, fallback)
 
     def sink_factory_for(self, protocol: AcceptorProtocol):
+        source: list[str] = []  # the calling AE title, checked once per association
+
         def new_sink(context_id: int, command) -> StoreSink | dimse.BytesSink:
             if not isinstance(command, dimse.CStoreRQ):
                 return dimse.BytesSink()
             if self.ignore:
                 return DiscardSink()
             context = protocol.contexts.get(context_id)
+            if not source:
+                source.append(_valid_or_empty(protocol.assoc.requestor.ae_title))
             request = StoreRequest(
                 sop_class_uid=command.affected_sop_class_uid,
                 sop_instance_uid=command.affected_sop_instance_uid,
                 transfer_syntax=str(context.transfer_syntax) if context else "",
-                source_ae_title=_valid_or_empty(protocol.assoc.requestor.ae_title),
+                source_ae_title=source[0],
             )
             return StoreSink(protocol.landing, self.storage, request)
 
