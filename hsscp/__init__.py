@@ -2,21 +2,31 @@
 
 Switch ``from pynetdicom import AE`` to ``from hsscp import AE`` for
 verification and storage.
+
+The public names are loaded on first use, so importing one of the sans-IO
+modules (``hsscp.engine``, ``hsscp.pdu``...) does not pull in pydicom.
 """
 
-import logging
+from __future__ import annotations
 
-from hsscp import evt, sop_class
-from hsscp.ae import AE, ApplicationEntity
-from hsscp.presentation import (
-    AllStoragePresentationContexts,
-    PresentationContext,
-    StoragePresentationContexts,
-    VerificationPresentationContexts,
-    build_context,
-)
+import importlib
+import logging
+from typing import Any
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (a module itself where the name is one)
+_LAZY = {
+    "AE": "hsscp.ae",
+    "ApplicationEntity": "hsscp.ae",
+    "AllStoragePresentationContexts": "hsscp.presentation",
+    "PresentationContext": "hsscp.presentation",
+    "StoragePresentationContexts": "hsscp.presentation",
+    "VerificationPresentationContexts": "hsscp.presentation",
+    "build_context": "hsscp.presentation",
+    "evt": None,
+    "sop_class": None,
+}
 
 __all__ = [
     "AE",
@@ -34,6 +44,19 @@ __all__ = [
 
 # A library stays silent unless the application configures logging.
 logging.getLogger("hsscp").addHandler(logging.NullHandler())
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hsscp' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f"hsscp.{name}") if module is None else getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
 
 
 def debug_logger() -> None:

@@ -34,7 +34,6 @@ from hsscp import dimse, events, items
 from hsscp.acse import LocalIdentity, build_request, requestor_contexts
 from hsscp.aet import normalize_ae_title
 from hsscp.engine import Engine, Role
-from hsscp.errors import LocalProtocolError
 from hsscp.indications import (
     Aborted,
     AssociationAccepted,
@@ -371,11 +370,7 @@ class Association:
             return
         self._sent_abort = True
         LOGGER.info("Aborting Association")
-        try:
-            buffers = self.engine.abort()
-        except LocalProtocolError:
-            buffers = []  # nothing to abort on the wire in this state: just close
-        self._write(buffers)
+        self._write(self.engine.abort_if_open())
         self._mark_aborted()
         self._close()
 
@@ -557,7 +552,7 @@ class Association:
         self._write(engine.pop_output())
         self._process(indications)
         if self.transport is not None and (
-            engine.close_requested or engine.state in ("Sta1", "Sta13")
+            engine.close_requested or engine.is_finished
         ):
             # Sta13 waits for the peer to close; nothing more can come that we need.
             self._close()
@@ -586,7 +581,7 @@ class Association:
         if transport is None:
             return
         transport.close()
-        if self.engine.state != "Sta1":
+        if not self.engine.is_closed:
             self._process(self.engine.connection_lost())
         self.is_established = False
         address = (self.acceptor.address, self.acceptor.port)

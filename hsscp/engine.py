@@ -117,9 +117,41 @@ class Engine:
         # an odd maximum (16383, say) would otherwise get from us.
         return max(2, (self.peer_max_pdu_length - PDV_HEADER_LENGTH) & ~1)
 
+    # -- what a driver may do now (so no driver compares state names) ---------
+
     @property
     def is_established(self) -> bool:
         return self.state == "Sta6"
+
+    @property
+    def is_closed(self) -> bool:
+        """No association and no connection (Sta1)."""
+        return self.state == "Sta1"
+
+    @property
+    def is_finished(self) -> bool:
+        """Nothing more will come that a driver needs: closed, or waiting for the peer to close."""
+        return self.state in ("Sta1", "Sta13")
+
+    @property
+    def awaits_answer(self) -> bool:
+        """An A-ASSOCIATE-RQ was received and waits for ``accept`` or ``reject`` (Sta3)."""
+        return self.state == "Sta3"
+
+    @property
+    def can_send_message(self) -> bool:
+        """P-DATA may go out: established, or after the peer asked for release (Sta6, Sta8)."""
+        return self.state in ("Sta6", "Sta8")
+
+    @property
+    def release_answer_owed(self) -> bool:
+        """The peer asked for release and an A-RELEASE-RP may go out (Sta8, Sta12)."""
+        return self.state in ("Sta8", "Sta12")
+
+    @property
+    def can_abort(self) -> bool:
+        """An A-ABORT may be sent (PS3.8 allows Evt15 here)."""
+        return fsm.action_for("Evt15", self.state) is not None
 
     def receive_data(self, data) -> list[Indication]:
         """Feed bytes read from the transport; PDV values are read in place, not copied."""
@@ -212,6 +244,15 @@ class Engine:
         self._local("Evt15")
         return self.pop_output()
 
+    def abort_if_open(self, reason: int = 0) -> list:
+        """A-ABORT where one may still be sent; nothing once the association has ended."""
+        return self.abort(reason) if self.can_abort else []
+
+    def request_close(self) -> None:
+        """The driver closes the transport next, after writing what is pending."""
+        self.artim_running = False
+        self.close_requested = True
+
     # -- the machine ----------------------------------------------------------
 
     def _local(self, event: str) -> None:
@@ -241,8 +282,7 @@ class Engine:
         self._out.extend(pdu.encode())
 
     def _close(self) -> None:
-        self.artim_running = False
-        self.close_requested = True
+        self.request_close()
 
     def _pdv(self, context_id: int, control: int, chunk: memoryview, pdv_end: bool) -> None:
         if context_id not in self.accepted_context_ids:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import ssl
 import threading
 from collections.abc import Sequence
@@ -22,34 +21,11 @@ from hsscp import events
 from hsscp.aet import normalize_ae_title
 from hsscp.limits import LocalLimiter
 from hsscp.presentation import PresentationContext
-from workers.protocol import AcceptorProtocol
-from workers.service import AcceptorService
+from hsscp.protocol import AcceptorProtocol
+from hsscp.service import AcceptorService
+from hsscp.transport import bind_listener, new_event_loop
 
 log = logging.getLogger("hsscp.server")
-
-LISTEN_BACKLOG = 512
-
-
-def bind_listener(address: tuple[str, int]) -> socket.socket:
-    """A listening TCP socket, bound once, ready to be shared or inherited."""
-    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(address)
-        sock.listen(LISTEN_BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    import uvloop
-
-    return uvloop.new_event_loop()
-
 
 class AssociationServer:
     """Accepts associations for one AE on one address."""
@@ -171,7 +147,7 @@ def make_server(
         raise ValueError("No supported presentation contexts: add some with add_supported_context()")
     if server_class is None:
         if kwargs.get("workers"):
-            from hsscp.multiprocess_server import MultiprocessServer as server_class
+            from workers.multiprocess_server import MultiprocessServer as server_class
         else:
             kwargs.pop("workers", None)
             server_class = AssociationServer

@@ -300,7 +300,7 @@ def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path):
 
 
 def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatch):
-    from hsscp import supervisor
+    from workers import supervisor
     from hsscp.config import ServerConfig
 
     monkeypatch.setattr(supervisor, "run_worker", lambda ctx: supervisor.BOOT_FAILED)

@@ -17,14 +17,14 @@ from hsscp import dimse
 from hsscp.acse import AcceptorPolicy
 from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
+from hsscp.service import AcceptorService
 from hsscp.storage import Storage, StoreOutcome, StoreRequest
 from workers.arena import Arena, Landing, StoreSink
-from workers.service import AcceptorService
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
 
 if TYPE_CHECKING:
-    from workers.protocol import AcceptorProtocol
+    from hsscp.protocol import AcceptorProtocol
 
 log = logging.getLogger("hsscp.server")
 

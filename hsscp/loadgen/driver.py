@@ -372,11 +372,7 @@ class Association:
             raise self.failure
 
     def abort(self) -> None:
-        if self.engine.state not in ("Sta1", "Sta13"):
-            try:
-                self._flush(self.engine.abort())
-            except LocalProtocolError:
-                pass
+        self._flush(self.engine.abort_if_open())
         if self.protocol is not None and self.protocol.transport is not None:
             self.protocol.transport.close()
 

@@ -15,15 +15,15 @@ from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 from hsscp import dimse, events
+from hsscp.accepted import AcceptedAssociation
 from hsscp.acse import AcceptorPolicy, answer_request
 from hsscp.aet import safe_for_log
 from hsscp.indications import Aborted, MessageReceived
 from hsscp.pdu import AAssociateRQ
 from hsscp.presentation import ContextResult, PresentationContext, PresentationContextTuple
-from workers.accepted import AcceptedAssociation
 
 if TYPE_CHECKING:
-    from workers.protocol import AcceptorProtocol
+    from hsscp.protocol import AcceptorProtocol
 
 log = logging.getLogger("hsscp.server")
 
@@ -82,7 +82,7 @@ class AcceptorService:
         assoc = protocol.assoc
         assoc.requested(request)
         self.handlers.notify(assoc, events.EVT_REQUESTED)
-        if protocol.engine.state != "Sta3":
+        if not protocol.engine.awaits_answer:
             # The same read carried more after the request (P-DATA before our answer,
             # say) and the engine has already aborted as PS3.8 says: nothing to answer.
             return

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsscp import events
-from hsscp.limits import SharedLimiter
-from hsscp.server import new_event_loop
+from hsscp.protocol import AcceptorProtocol
+from hsscp.service import AcceptorService
 from hsscp.storage import Storage
+from hsscp.transport import new_event_loop
 from workers.arena import Arena
-from workers.protocol import AcceptorProtocol
-from workers.service import AcceptorService
+from workers.limits import SharedLimiter
 from workers.stats import Stats
 from workers.storage_service import StorageService
 from workers.writer_pool import WriterPool

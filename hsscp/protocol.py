@@ -7,7 +7,7 @@ SCP; see :mod:`workers.arena`) and the engine parses it in place. Dataset
 bytes are then recorded where they landed, or copied once into the sink.
 
 What to do with a request, a message or a timeout is the service's
-business (:class:`workers.service.AcceptorService`); this class only moves
+business (:class:`hsscp.service.AcceptorService`); this class only moves
 bytes, runs the timers and keeps DIMSE replies in order.
 """
 
@@ -30,7 +30,7 @@ from hsscp.indications import (
 )
 
 if TYPE_CHECKING:
-    from workers.service import AcceptorService
+    from hsscp.service import AcceptorService
 
 log = logging.getLogger("hsscp.server")
 
@@ -147,7 +147,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             return
         self._starting = True
         try:
-            while self._pending and self._in_flight < self.window and self.engine.state in ("Sta6", "Sta8"):
+            while self._pending and self._in_flight < self.window and self.engine.can_send_message:
                 self._in_flight += 1
                 self.service.message_received(self, self._pending.popleft())
         finally:
@@ -156,7 +156,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
     def reply(self, context_id: int, command, dataset=None) -> None:
         """Send a DIMSE response (from the loop thread), then take the next requests."""
         self._in_flight -= 1
-        if self.engine.state in ("Sta6", "Sta8"):
+        if self.engine.can_send_message:
             try:
                 self.send(self.engine.send_message(context_id, command, dataset))
             except LocalProtocolError:
@@ -167,7 +167,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
 
     def _answer_release(self) -> None:
         """A-RELEASE-RP goes out only after the responses owed for what came before it."""
-        if self._release_asked and not self._in_flight and not self._pending and self.engine.state in ("Sta8", "Sta12"):
+        if self._release_asked and not self._in_flight and not self._pending and self.engine.release_answer_owed:
             self._release_asked = False
             self.send(self.engine.release_response())
             self.service.released(self)
@@ -176,12 +176,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         """A-ABORT from our side (shutdown, network timeout), then close."""
         if self.transport is None:
             return
-        if self.engine.state not in ("Sta1", "Sta13"):
-            try:
-                self.send(self.engine.abort())
-            except LocalProtocolError:
-                pass
-        self.engine.close_requested = True
+        self.send(self.engine.abort_if_open())
+        self.engine.request_close()
         self.flush()
 
     # -- timers: one handle, re-armed only when its deadline really passed ------
@@ -189,7 +185,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
     def _wanted_timer(self) -> tuple[str, float | None]:
         if self.engine.artim_running:
             return "artim", self.service.acse_timeout
-        if self.engine.state != "Sta1":
+        if not self.engine.is_closed:
             return "network", self.service.network_timeout
         return "", None
 

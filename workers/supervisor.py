@@ -26,14 +26,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from hsscp.limits import SharedLimiter
-from hsscp.server import bind_listener
 from hsscp.storage import FsyncPolicy, Layout, Storage
+from hsscp.transport import bind_listener
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from workers import stats as stats_table
 from workers.arena import remove_arenas_of
-from workers.association import BOOT_FAILED, WorkerContext, run_worker
-from workers.writer import run_writer
+from workers.limits import SharedLimiter
+from workers.worker_main import BOOT_FAILED, WorkerContext, run_worker
+from workers.writer_main import run_writer
 
 log = logging.getLogger("hsscp.supervisor")
 

@@ -17,8 +17,8 @@ from typing import Any
 
 from hsscp.aet import normalize_ae_title
 from hsscp.config import ServerConfig
-from hsscp.server import bind_listener
-from hsscp.supervisor import Supervisor
+from hsscp.transport import bind_listener
+from workers.supervisor import Supervisor
 
 
 class MultiprocessServer:
