@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from hsscp.association import MODE_ACCEPTOR, MODE_REQUESTOR, ServiceUser
 from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
 from hsscp.presentation import ContextResult, PresentationContext
+from hsscp.service_user import MODE_ACCEPTOR, MODE_REQUESTOR, ServiceUser
 
 
 class AcceptedAssociation:

@@ -1,8 +1,9 @@
 """The Application Entity: pynetdicom's ``ApplicationEntity`` API over hsscp.
 
-Settings, presentation contexts and the entry points for requesting
-associations (:meth:`ApplicationEntity.associate`) and serving them
-(:meth:`ApplicationEntity.start_server`). The protocol work happens in
+Settings and the entry points for requesting associations
+(:meth:`ApplicationEntity.associate`) and serving them
+(:meth:`ApplicationEntity.start_server`); the presentation context lists
+come from :mod:`hsscp.context_lists`. The protocol work happens in
 :mod:`hsscp.association` (SCU) and :mod:`hsscp.server` (SCP), imported only
 when first used so that ``import hsscp`` stays light.
 """
@@ -18,105 +19,37 @@ from pydicom.uid import UID
 
 from hsscp.acse import MAX_REQUESTED_CONTEXTS, AcceptorPolicy, LocalIdentity
 from hsscp.aet import in_form_of, normalize_ae_title
+from hsscp.context_lists import PresentationContextLists
 from hsscp.events import normalize_handlers
-from hsscp.presentation import PresentationContext, build_context
+from hsscp.presentation import PresentationContext
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
+from hsscp.validation import (
+    DEFAULT_MAX_PDU,
+    check_address,
+    check_contexts,
+    check_version_name,
+    is_number,
+)
 
 __all__ = ["AE", "ApplicationEntity"]
 
 LOGGER = logging.getLogger("hsscp.ae")
 
 DEFAULT_AE_TITLE = b"HSSCP"
-DEFAULT_MAX_PDU = 16382
 _DEFAULT_ACSE_TIMEOUT = 30
 _DEFAULT_DIMSE_TIMEOUT = 30
 _DEFAULT_NETWORK_TIMEOUT = 60
-_VERSION_NAME_LENGTH = 16
-
-TransferSyntaxes = str | bytes | Iterable[str | bytes] | None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _timeout(value: Any, name: str, default: float) -> float | None:
     """A valid timeout, or pynetdicom's answer to an invalid one: warn, use the default."""
-    if value is None or (_is_number(value) and value >= 0):
+    if value is None or (is_number(value) and value >= 0):
         return value
     LOGGER.warning("%s set to %s s (invalid value %r)", name, default, value)
     return default
 
 
-def _as_uid(value: str | bytes) -> UID:
-    """`value` as the UID a context would hold (padding stripped, length checked)."""
-    context = PresentationContext()
-    context.abstract_syntax = value
-    return context.abstract_syntax  # type: ignore[return-value]
-
-
-def _syntax_list(transfer_syntax: TransferSyntaxes) -> list[str | bytes] | None:
-    if transfer_syntax is None:
-        return None
-    if isinstance(transfer_syntax, str | bytes):
-        return [transfer_syntax]
-    return list(transfer_syntax)
-
-
-def _copy(context: PresentationContext) -> PresentationContext:
-    """A copy the AE owns, so the caller's (or a module-level) context is never changed."""
-    copy = build_context(context.abstract_syntax, context.transfer_syntax)  # type: ignore[arg-type]
-    copy.scu_role, copy.scp_role = context.scu_role, context.scp_role
-    return copy
-
-
-def _check_contexts(contexts: Any) -> list[PresentationContext]:
-    if isinstance(contexts, PresentationContext) or not isinstance(contexts, Iterable):
-        raise ValueError("'contexts' must be a list of PresentationContext items")
-    contexts = list(contexts)
-    if not all(isinstance(context, PresentationContext) for context in contexts):
-        raise ValueError("'contexts' must be a list of PresentationContext items")
-    return contexts
-
-
-def _check_version_name(value: Any) -> str:
-    """Validate an Implementation Version Name (PS3.7 D.3.3.2.3: 1-16 chars of SH)."""
-    if isinstance(value, bytes | bytearray):
-        try:
-            text = bytes(value).decode("ascii")
-        except UnicodeDecodeError:
-            raise ValueError(f"Invalid 'implementation_version_name' value {value!r}: not ASCII") from None
-    elif isinstance(value, str):
-        text = value
-    else:
-        raise TypeError("'implementation_version_name' must be str, bytes or None")
-    if not 0 < len(text) <= _VERSION_NAME_LENGTH or not text.strip(" "):
-        raise ValueError(
-            f"Invalid 'implementation_version_name' value {value!r}: "
-            f"must be 1 to {_VERSION_NAME_LENGTH} characters"
-        )
-    if "\\" in text or any(not 0x20 <= ord(ch) <= 0x7E for ch in text):
-        raise ValueError(
-            f"Invalid 'implementation_version_name' value {value!r}: "
-            "contains a backslash or control characters"
-        )
-    return text
-
-
-def _check_address(addr: Any, port: Any) -> None:
-    valid_tuple = (
-        isinstance(addr, tuple)
-        and len(addr) == 3
-        and isinstance(addr[0], str)
-        and all(isinstance(part, int) for part in addr[1:])
-    )
-    if not isinstance(addr, str) and not valid_tuple:
-        raise TypeError("'addr' must be str or tuple[str, int, int]")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError("'port' must be int")
-
-
-class ApplicationEntity:
+class ApplicationEntity(PresentationContextLists):
     """Represents a DICOM Application Entity (AE).
 
     An AE may be a Service Class Provider (SCP), a Service Class User (SCU)
@@ -147,9 +80,7 @@ class ApplicationEntity:
         self._implementation_uid = IMPLEMENTATION_CLASS_UID
         self._implementation_version: str | bytes | None = IMPLEMENTATION_VERSION_NAME
 
-        self._requested_contexts: list[PresentationContext] = []
-        # Keyed by abstract syntax: an acceptor supports each one once.
-        self._supported_contexts: dict[str, PresentationContext] = {}
+        PresentationContextLists.__init__(self)
 
         self._maximum_associations = 10
         self._maximum_pdu_size = DEFAULT_MAX_PDU
@@ -213,7 +144,7 @@ class ApplicationEntity:
     @implementation_version_name.setter
     def implementation_version_name(self, value: str | bytes | None) -> None:
         if value is not None:
-            _check_version_name(value)
+            check_version_name(value)
         self._implementation_version = value
 
     @property
@@ -377,163 +308,6 @@ class ApplicationEntity:
             require_calling_aet=self._require_calling_aet_str,
         )
 
-    # -- requested contexts ----------------------------------------------------
-
-    @property
-    def requested_contexts(self) -> list[PresentationContext]:
-        """A list of the requested PresentationContext items.
-
-        Setting it adds copies of the given contexts to the requested ones, as
-        pynetdicom does (an empty list clears them); the given contexts are
-        never modified. Raises ValueError past 128 contexts.
-        """
-        return self._requested_contexts
-
-    @requested_contexts.setter
-    def requested_contexts(self, contexts: Iterable[PresentationContext]) -> None:
-        if not contexts:
-            self._requested_contexts = []
-            return
-        contexts = _check_contexts(contexts)
-        if len(contexts) > MAX_REQUESTED_CONTEXTS:
-            raise ValueError(
-                "The maximum allowed number of requested presentation contexts is 128"
-            )
-        if len(self._requested_contexts) + len(contexts) > MAX_REQUESTED_CONTEXTS:
-            raise ValueError(_TOO_MANY_REQUESTED)
-        self._requested_contexts.extend(_copy(context) for context in contexts)
-
-    def add_requested_context(
-        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
-    ) -> None:
-        """Add a presentation context to be proposed when requesting an association.
-
-        Only 128 presentation contexts can be included in the association
-        request. Multiple presentation contexts may be requested with the same
-        abstract syntax.
-
-        Parameters
-        ----------
-        abstract_syntax : str or pydicom.uid.UID
-            The abstract syntax of the presentation context to request.
-        transfer_syntax : str/pydicom.uid.UID or list of str/pydicom.uid.UID
-            The transfer syntax(es) to request (default: Implicit VR Little
-            Endian, Explicit VR Little Endian, Explicit VR Big Endian).
-
-        Raises
-        ------
-        ValueError
-            If 128 requested presentation contexts have already been added.
-        """
-        if len(self._requested_contexts) >= MAX_REQUESTED_CONTEXTS:
-            raise ValueError(_TOO_MANY_REQUESTED)
-        self._requested_contexts.append(build_context(abstract_syntax, _syntax_list(transfer_syntax)))
-
-    def remove_requested_context(
-        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
-    ) -> None:
-        """Remove a requested presentation context.
-
-        * `abstract_syntax` alone: all contexts with a matching abstract syntax
-          are removed.
-        * `abstract_syntax` and `transfer_syntax`: for all contexts with a
-          matching abstract syntax, the listed transfer syntaxes are removed,
-          and a context left with none is removed entirely.
-        """
-        uid = _as_uid(abstract_syntax)
-        syntaxes = _syntax_list(transfer_syntax)
-        kept = []
-        for context in self._requested_contexts:
-            if context.abstract_syntax == uid and (
-                syntaxes is None or _remove_syntaxes(context, syntaxes)
-            ):
-                continue
-            kept.append(context)
-        # In place: the list handed out by requested_contexts stays current.
-        self._requested_contexts[:] = kept
-
-    # -- supported contexts ----------------------------------------------------
-
-    @property
-    def supported_contexts(self) -> list[PresentationContext]:
-        """A list of the supported PresentationContext items, ordered by abstract syntax.
-
-        Setting it merges copies of the given contexts into the supported ones
-        (with their SCP/SCU roles), as pynetdicom does; an empty list clears
-        them. The given contexts are never modified.
-        """
-        return sorted(self._supported_contexts.values(), key=lambda cx: str(cx.abstract_syntax))
-
-    @supported_contexts.setter
-    def supported_contexts(self, contexts: Iterable[PresentationContext]) -> None:
-        if not contexts:
-            self._supported_contexts = {}
-            return
-        for context in _check_contexts(contexts):
-            self.add_supported_context(
-                context.abstract_syntax,  # type: ignore[arg-type]
-                context.transfer_syntax,
-                scu_role=context.scu_role,
-                scp_role=context.scp_role,
-            )
-
-    def add_supported_context(
-        self,
-        abstract_syntax: str | bytes,
-        transfer_syntax: TransferSyntaxes = None,
-        scu_role: bool | None = None,
-        scp_role: bool | None = None,
-    ) -> None:
-        """Add a presentation context to be supported when accepting association requests.
-
-        Where the abstract syntax is already supported the transfer syntaxes
-        are extended by those supplied in `transfer_syntax` (and the roles
-        replaced by `scu_role`/`scp_role`).
-
-        Parameters
-        ----------
-        abstract_syntax : str, pydicom.uid.UID or sop_class.SOPClass
-            The abstract syntax of the presentation context to be supported.
-        transfer_syntax : str/pydicom.uid.UID or list of str/pydicom.uid.UID
-            The transfer syntax(es) to support (default: Implicit VR Little
-            Endian, Explicit VR Little Endian, Explicit VR Big Endian).
-        scu_role, scp_role : bool or None, optional
-            If the requestor includes an SCP/SCU Role Selection Negotiation
-            item for this context: None ignores the proposal (if either is
-            None both are) and uses the default roles; True accepts and False
-            rejects the proposed role.
-        """
-        if scu_role is not None and not isinstance(scu_role, bool):
-            raise TypeError("`scu_role` must be None or bool")
-        if scp_role is not None and not isinstance(scp_role, bool):
-            raise TypeError("`scp_role` must be None or bool")
-        new = build_context(abstract_syntax, _syntax_list(transfer_syntax))
-        key = str(new.abstract_syntax)
-        context = self._supported_contexts.get(key)
-        if context is None:
-            self._supported_contexts[key] = context = new
-        else:
-            for syntax in new.transfer_syntax:
-                context.add_transfer_syntax(syntax)
-        context.scu_role, context.scp_role = scu_role, scp_role
-
-    def remove_supported_context(
-        self, abstract_syntax: str | bytes, transfer_syntax: TransferSyntaxes = None
-    ) -> None:
-        """Remove a supported presentation context.
-
-        * `abstract_syntax` alone: the entire supported context is removed.
-        * `abstract_syntax` and `transfer_syntax`: the listed transfer
-          syntaxes are removed, and the context too if none remain.
-        """
-        key = str(_as_uid(abstract_syntax))
-        context = self._supported_contexts.get(key)
-        if context is None:
-            return  # not supported: the caller's intent already holds
-        syntaxes = _syntax_list(transfer_syntax)
-        if syntaxes is None or _remove_syntaxes(context, syntaxes):
-            del self._supported_contexts[key]
-
     # -- associations ------------------------------------------------------------
 
     @property
@@ -604,8 +378,8 @@ class ApplicationEntity:
             If called with no requested presentation contexts (i.e. `contexts`
             has not been supplied and :attr:`requested_contexts` is empty).
         """
-        _check_address(addr, port)
-        contexts = _check_contexts(contexts or self._requested_contexts)
+        check_address(addr, port)
+        contexts = check_contexts(contexts or self._requested_contexts)
         if not contexts:
             raise RuntimeError(
                 "At least one requested presentation context is required "
@@ -650,7 +424,7 @@ class ApplicationEntity:
         Raises ValueError if no presentation contexts are supported, or one
         sets only one of ``scu_role``/``scp_role``.
         """
-        contexts = _check_contexts(contexts) if contexts else self.supported_contexts
+        contexts = check_contexts(contexts) if contexts else self.supported_contexts
         if not contexts:
             raise ValueError("No supported Presentation Contexts have been defined")
         inconsistent = [
@@ -789,19 +563,6 @@ class ApplicationEntity:
 
 
 AE = ApplicationEntity
-
-_TOO_MANY_REQUESTED = (
-    "Failed to add the requested presentation context as there "
-    "are already the maximum allowed number of requested contexts"
-)
-
-
-def _remove_syntaxes(context: PresentationContext, syntaxes: Iterable[str | bytes]) -> bool:
-    """Drop `syntaxes` from `context`; True if it has none left."""
-    unwanted = {str(_as_uid(syntax)) for syntax in syntaxes}
-    context.transfer_syntax = [ts for ts in context.transfer_syntax if str(ts) not in unwanted]
-    return not context.transfer_syntax
-
 
 def _uid_name(uid: Any) -> str:
     return getattr(uid, "name", str(uid))

@@ -1,11 +1,12 @@
-"""Associations as pynetdicom's API shows them, driven synchronously on a blocking socket.
+"""Associations as pynetdicom's API shows them: the ``Association`` a requestor gets.
 
-The requestor (SCU) side runs in the caller's thread: each call writes what
-the engine produces and reads until the answer it waits for arrives, so
-there is no reactor thread and no queue between the socket and the engine.
-A file path given to ``send_c_store`` is streamed from disk without being
-decoded. ``Association(ae, "acceptor")`` makes a bare object of the same
-shape; an acceptor's I/O lives in the server.
+``AE.associate`` (:func:`open_association`) connects, negotiates and hands
+back an Association whose ``send_c_echo``/``send_c_store`` block until the
+peer answers; :mod:`hsscp.blocking_driver` does the socket work around the
+sans-IO engine. A file path given to ``send_c_store`` is streamed from disk
+without being decoded (:mod:`hsscp.scu_datasets`).
+``Association(ae, "acceptor")`` makes a bare object of the same shape; an
+acceptor's I/O lives in the server.
 
 Timeouts follow pynetdicom: ``acse_timeout`` while waiting for the
 A-ASSOCIATE and A-RELEASE answers, ``dimse_timeout`` for a DIMSE response,
@@ -18,22 +19,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from time import monotonic
-from typing import Any, BinaryIO
+from typing import Any
 
 from pydicom.dataset import Dataset
-from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset
-from pydicom.uid import UID, ExplicitVRBigEndian, ImplicitVRLittleEndian
 
-from hsscp import dimse, events, items
+from hsscp import dimse, events
 from hsscp.acse import LocalIdentity, build_request, requestor_contexts
 from hsscp.aet import normalize_ae_title
+from hsscp.blocking_driver import BlockingDriver
 from hsscp.engine import Engine, Role
+from hsscp.extended_negotiation import user_items, with_roles
 from hsscp.indications import (
     Aborted,
     AssociationAccepted,
@@ -44,103 +41,26 @@ from hsscp.indications import (
     ReleaseRequested,
 )
 from hsscp.part10 import read_file_meta
-from hsscp.pdu import PDU_HEADER, PDU_HEADER_LENGTH, AAssociateAC, decode_pdu
-from hsscp.presentation import ContextResult, PresentationContext, build_context
-from hsscp.transport import IOV_MAX, BlockingTransport, address_family
+from hsscp.pdu import PDU, AAssociateAC
+from hsscp.presentation import ContextResult, PresentationContext
+from hsscp.scu_datasets import (
+    choose_context,
+    dataset_transfer_syntax,
+    encode_dataset,
+    file_dataset_chunks,
+    status_dataset,
+)
+from hsscp.service_user import MODE_ACCEPTOR, MODE_REQUESTOR, HasMode, ServiceUser
+from hsscp.transport import BlockingTransport, address_family
 from hsscp.uid import VERIFICATION_SOP_CLASS
+from hsscp.validation import DEFAULT_MAX_PDU, check_max_pdu, check_message_id, remote_address
 
 __all__ = ["MODE_ACCEPTOR", "MODE_REQUESTOR", "Association", "ServiceUser", "open_association"]
 
 LOGGER = logging.getLogger("hsscp.association")
 
-MODE_REQUESTOR = "requestor"
-MODE_ACCEPTOR = "acceptor"
 
-DEFAULT_MAX_PDU = 16382
-# File reads and socket writes per batch: big enough to amortise Python and
-# syscall costs, small enough that a huge file never sits in memory.
-STREAM_CHUNK_SIZE = 1024 * 1024
-SEND_BATCH_BYTES = 1024 * 1024
-
-# The status elements a response may carry: (field, tag, VR), as pynetdicom copies them.
-_STATUS_FIELDS = (
-    ("error_comment", 0x00000902, "LO"),
-    ("offending_element", 0x00000901, "AT"),
-    ("error_id", 0x00000903, "US"),
-    ("affected_sop_instance_uid", 0x00001000, "UI"),
-)
-
-
-# -- who is who ---------------------------------------------------------------
-
-
-@dataclass
-class ServiceUser:
-    """One side of an association, with the attributes pynetdicom's ServiceUser has."""
-
-    mode: str
-    ae_title: str = ""
-    address: str | None = None
-    port: int | None = None
-    maximum_length: int | None = None
-    implementation_class_uid: str | None = None
-    implementation_version_name: str | None = None
-    requested_contexts: list[PresentationContext] = field(default_factory=list)
-    user_information: items.UserInformation | None = None
-
-    @property
-    def is_requestor(self) -> bool:
-        return self.mode == MODE_REQUESTOR
-
-    @property
-    def is_acceptor(self) -> bool:
-        return self.mode == MODE_ACCEPTOR
-
-    @property
-    def asynchronous_operations(self) -> tuple[int, int]:
-        """(invoked, performed) from the Asynchronous Operations Window, (1, 1) without one."""
-        window = self.user_information and self.user_information.async_operations_window
-        return (window.max_invoked, window.max_performed) if window else (1, 1)
-
-    @property
-    def info(self) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "ae_title": self.ae_title,
-            "address": self.address,
-            "port": self.port,
-            "mode": self.mode,
-        }
-        if self.maximum_length is not None:
-            info["pdv_size"] = self.maximum_length
-        return info
-
-
-# -- events -------------------------------------------------------------------
-
-
-class _PduSplitter:
-    """Cuts a byte stream into whole PDUs, for PDU events only (it copies)."""
-
-    def __init__(self) -> None:
-        self._pending = bytearray()
-
-    def feed(self, data) -> Iterator:
-        pending = self._pending
-        pending += data
-        while len(pending) >= PDU_HEADER_LENGTH:
-            _, length = PDU_HEADER.unpack_from(pending)
-            end = PDU_HEADER_LENGTH + length
-            if len(pending) < end:
-                return
-            raw = bytes(pending[:end])
-            del pending[:end]
-            yield decode_pdu(raw)
-
-
-# -- the association ------------------------------------------------------------
-
-
-class Association:
+class Association(HasMode):
     """An association with a peer AE, as pynetdicom's ``Association`` presents it.
 
     ``Association(ae, mode)`` only records who we are; :meth:`request` then
@@ -171,18 +91,16 @@ class Association:
         self._rejected: list[PresentationContext] = []
         self._context_cache: dict[tuple[str, str, bool], PresentationContext] = {}
 
+        self.engine: Engine | None = None
+        self._driver: BlockingDriver | None = None
         self.acse_timeout: float | None = getattr(ae, "acse_timeout", 30)
         self.dimse_timeout: float | None = getattr(ae, "dimse_timeout", 30)
-        self.network_timeout: float | None = getattr(ae, "network_timeout", 60)
+        self.network_timeout = getattr(ae, "network_timeout", 60)
         self.connection_timeout: float | None = getattr(ae, "connection_timeout", None)
 
-        self.engine: Engine | None = None
-        self.transport: BlockingTransport | None = None
-        self._pdu_in: _PduSplitter | None = None
         self.bind_handlers(None)
         self._sent_abort = False
         self._registered = False
-        self._batch_pdus = 1
 
     # -- pynetdicom's read-only views ----------------------------------------
 
@@ -191,12 +109,20 @@ class Association:
         return self._ae
 
     @property
-    def is_requestor(self) -> bool:
-        return self.mode == MODE_REQUESTOR
+    def transport(self) -> BlockingTransport | None:
+        """The connection while it is open, else None."""
+        return None if self._driver is None else self._driver.transport
 
     @property
-    def is_acceptor(self) -> bool:
-        return self.mode == MODE_ACCEPTOR
+    def network_timeout(self) -> float | None:
+        return self._network_timeout
+
+    @network_timeout.setter
+    def network_timeout(self, value: float | None) -> None:
+        # The AE sets it on live associations too: the driver uses it from its next call.
+        self._network_timeout = value
+        if self._driver is not None:
+            self._driver.network_timeout = value
 
     @property
     def accepted_contexts(self) -> list[PresentationContext]:
@@ -242,12 +168,17 @@ class Association:
 
     def _watch_pdus(self) -> None:
         # PDU events cost a copy and a decode of every PDU: only with a handler bound.
-        self._watch_sent = self.handlers.has(events.EVT_PDU_SENT)
-        watch_received = self.handlers.has(events.EVT_PDU_RECV)
-        if not watch_received:
-            self._pdu_in = None
-        elif self._pdu_in is None:
-            self._pdu_in = _PduSplitter()
+        if self._driver is not None:
+            self._driver.watch_pdus(
+                self._pdu_sent if self.handlers.has(events.EVT_PDU_SENT) else None,
+                self._pdu_received if self.handlers.has(events.EVT_PDU_RECV) else None,
+            )
+
+    def _pdu_sent(self, pdu: PDU) -> None:
+        self.handlers.notify(self, events.EVT_PDU_SENT, pdu=pdu)
+
+    def _pdu_received(self, pdu: PDU) -> None:
+        self.handlers.notify(self, events.EVT_PDU_RECV, pdu=pdu)
 
     # -- establishment ---------------------------------------------------------
 
@@ -271,7 +202,7 @@ class Association:
         if self.engine is not None:
             raise RuntimeError("An association can only be requested once")
         request = self._build_request(contexts, ae_title, max_pdu, ext_neg)
-        remote = _remote_address(addr, port)
+        remote = remote_address(addr, port)
         self.acceptor.address, self.acceptor.port = remote[0], remote[1]
         self.engine = Engine(Role.REQUESTOR)
         self.engine.request_association(request)
@@ -290,13 +221,13 @@ class Association:
         ae = self._ae
         identity = LocalIdentity(
             ae_title=normalize_ae_title(ae.ae_title),
-            maximum_pdu_size=_max_pdu(max_pdu),
+            maximum_pdu_size=check_max_pdu(max_pdu),
             implementation_class_uid=str(ae.implementation_class_uid),
             implementation_version_name=_text(getattr(ae, "implementation_version_name", None)),
         )
         called = normalize_ae_title(ae_title)
-        extra, roles = _user_items(ext_neg)
-        request, requested = build_request(identity, called, _with_roles(contexts, roles), extra)
+        extra, roles = user_items(ext_neg)
+        request, requested = build_request(identity, called, with_roles(contexts, roles), extra)
         self.requestor.ae_title = identity.ae_title
         self.requestor.maximum_length = identity.maximum_pdu_size
         self.requestor.implementation_class_uid = identity.implementation_class_uid
@@ -311,7 +242,7 @@ class Association:
             bind_address = ("::0", 0) if address_family(remote[0]) == socket.AF_INET6 else ("", 0)
         self.requestor.address, self.requestor.port = bind_address[0] or "0.0.0.0", bind_address[1]
         try:
-            self.transport = BlockingTransport.connect(
+            transport = BlockingTransport.connect(
                 remote,
                 bind_address=bind_address,
                 timeout=self.connection_timeout,
@@ -323,7 +254,15 @@ class Association:
             self.engine.connection_lost()
             self._mark_aborted()
             return False
-        local = self.transport.local_address
+        self._driver = BlockingDriver(
+            self.engine,
+            transport,
+            network_timeout=self._network_timeout,
+            on_indications=self._process,
+            on_closed=self._connection_closed,
+        )
+        self._watch_pdus()
+        local = transport.local_address
         self.requestor.address, self.requestor.port = local[0], local[1]
         self.handlers.notify(self, events.EVT_CONN_OPEN, address=remote[:2])
         return True
@@ -342,8 +281,6 @@ class Association:
             return
         LOGGER.info("Association Accepted")
         self.is_established = True
-        fragment = self.engine.max_fragment
-        self._batch_pdus = max(1, min(IOV_MAX // 2, SEND_BATCH_BYTES // fragment))
         self.handlers.notify(self, events.EVT_ESTABLISHED)
         register = getattr(self._ae, "_register", None)
         if register is not None:
@@ -379,7 +316,7 @@ class Association:
     def send_c_echo(self, msg_id: int = 1) -> Dataset:
         """C-ECHO; the status Dataset of the response, empty if none came (then aborted)."""
         self._require_established("C-ECHO")
-        _check_message_id(msg_id)
+        check_message_id(msg_id)
         context = self._find_context(VERIFICATION_SOP_CLASS, "", allow_conversion=True)
         LOGGER.debug("Sending Echo Request: MsgID %s", msg_id)
         if not self._send_message(context.context_id, dimse.CEchoRQ(msg_id), None):
@@ -403,7 +340,7 @@ class Association:
         Dataset, empty if none came (the association is then aborted).
         """
         self._require_established("C-STORE")
-        _check_message_id(msg_id)
+        check_message_id(msg_id)
         if priority not in (0, 1, 2):
             raise ValueError("'priority' must be 0 (medium), 1 (high) or 2 (low)")
         originator = None if originator_aet is None else normalize_ae_title(originator_aet)
@@ -429,7 +366,7 @@ class Association:
                 "Unable to send the dataset as one or more required element are missing: "
                 + ", ".join(missing)
             )
-        syntax = _dataset_transfer_syntax(dataset)
+        syntax = dataset_transfer_syntax(dataset)
         context = self._find_context(dataset.SOPClassUID, syntax, allow_conversion=True)
         encoded = encode_dataset(dataset, context.transfer_syntax[0])
         request = store(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID))
@@ -442,14 +379,7 @@ class Association:
                 meta.sop_class_uid, meta.transfer_syntax, allow_conversion=False
             )
             request = store(meta.sop_class_uid, meta.sop_instance_uid)
-            length = os.fstat(stream.fileno()).st_size - meta.dataset_offset
-            # Whole PDVs per chunk, so chunk boundaries do not leave runt PDUs.
-            fragment = self.engine.max_fragment
-            size = fragment * max(1, STREAM_CHUNK_SIZE // fragment)
-            # PS3.5 A.5: a deflated stream is padded to even length; files
-            # written without the pad exist, and DCMTK refuses odd fragments.
-            pad = length % 2 == 1 and UID(meta.transfer_syntax).is_deflated
-            chunks = read_chunks(stream, length, size, pad)
+            chunks = file_dataset_chunks(stream, meta, self.engine.max_fragment)
             return self._send_message(context.context_id, request, chunks)
 
     def _require_established(self, service: str) -> None:
@@ -466,7 +396,7 @@ class Association:
         key = (str(abstract_syntax), str(transfer_syntax), allow_conversion)
         context = self._context_cache.get(key)
         if context is None:
-            context = _match_context(self.accepted_contexts, *key)
+            context = choose_context(self.accepted_contexts, *key)
             self._context_cache[key] = context
         return context
 
@@ -481,23 +411,13 @@ class Association:
             if dataset is None:
                 sent = self._write(engine.send_message(context_id, command))
             else:
-                sent = self._write_batches(engine.iter_message(context_id, command, dataset))
+                sent = self._driver.write_message(engine.iter_message(context_id, command, dataset))
         except BaseException:
             self.abort()
             raise
         if sent:
             self.handlers.notify(self, events.EVT_DIMSE_SENT, message=command)
         return sent
-
-    def _write_batches(self, steps: Iterator[None]) -> bool:
-        engine, batch, count = self.engine, self._batch_pdus, 0
-        for _ in steps:
-            count += 1
-            if count == batch:
-                count = 0
-                if not self._write(engine.pop_output()):
-                    return False
-        return self._write(engine.pop_output())
 
     def _await_response(self, msg_id: int, expected: type) -> Dataset:
         answer = self._await((MessageReceived,), self.dimse_timeout)
@@ -515,74 +435,23 @@ class Association:
             return Dataset()
         return status_dataset(command)
 
-    # -- the engine on a socket ------------------------------------------------------
+    # -- the driver's side of things -------------------------------------------------
 
     def _await(self, wanted: tuple[type, ...], timeout: float | None) -> Indication | None:
         """Read until an indication of a ``wanted`` type; None on timeout or a closed connection."""
-        deadline = None if timeout is None else monotonic() + timeout
-        read_timeout = _shorter(timeout, self.network_timeout)
-        while self.transport is not None:
-            indications = self._read(read_timeout)
-            if indications is None:
-                return None
-            for indication in indications:
-                if isinstance(indication, wanted):
-                    return indication
-            if deadline is not None:
-                read_timeout = _shorter(deadline - monotonic(), self.network_timeout)
-        return None
-
-    def _read(self, timeout: float | None) -> list[Indication] | None:
-        """One read fed to the engine; None if nothing came within ``timeout``."""
-        try:
-            data = self.transport.receive(timeout)
-        except TimeoutError:
-            return None
-        except OSError as exc:
-            LOGGER.error("Connection error: %s", exc)
-            data = b""
-        engine = self.engine
-        if data:
-            if self._pdu_in is not None:
-                self._notify_received(data)
-            indications = engine.receive_data(data)
-        else:
-            indications = engine.connection_lost()
-        # What the engine queued on its own (an A-ABORT answering a protocol error) goes first.
-        self._write(engine.pop_output())
-        self._process(indications)
-        if self.transport is not None and (
-            engine.close_requested or engine.is_finished
-        ):
-            # Sta13 waits for the peer to close; nothing more can come that we need.
-            self._close()
-        return indications
+        driver = self._driver
+        return None if driver is None else driver.wait_for(wanted, timeout)
 
     def _write(self, buffers: list) -> bool:
         """Send buffers as they are; False if the connection is gone (the association has ended)."""
-        if not buffers:
-            return True
-        transport = self.transport
-        if transport is None:
-            return False
-        if self._watch_sent:
-            self._notify_sent(buffers)
-        try:
-            transport.set_timeout(self.network_timeout)
-            transport.send(buffers)
-        except OSError as exc:
-            LOGGER.error("Connection error while sending: %s", exc)
-            self._close()
-            return False
-        return True
+        driver = self._driver
+        return driver.write(buffers) if driver is not None else not buffers
 
     def _close(self) -> None:
-        transport, self.transport = self.transport, None
-        if transport is None:
-            return
-        transport.close()
-        if not self.engine.is_closed:
-            self._process(self.engine.connection_lost())
+        if self._driver is not None:
+            self._driver.close()
+
+    def _connection_closed(self) -> None:
         self.is_established = False
         address = (self.acceptor.address, self.acceptor.port)
         self.handlers.notify(self, events.EVT_CONN_CLOSE, address=address)
@@ -650,21 +519,6 @@ class Association:
             self.is_established = False
             self.handlers.notify(self, events.EVT_ABORTED)
 
-    # -- low-level events (only when a handler is bound) --------------------------
-
-    def _notify_sent(self, buffers: list) -> None:
-        for pdu in _PduSplitter().feed(b"".join(bytes(buffer) for buffer in buffers)):
-            self.handlers.notify(self, events.EVT_PDU_SENT, pdu=pdu)
-
-    def _notify_received(self, data: memoryview) -> None:
-        try:
-            pdus = list(self._pdu_in.feed(data))
-        except Exception:  # the engine reports malformed input; events only observe
-            self._pdu_in = None
-            return
-        for pdu in pdus:
-            self.handlers.notify(self, events.EVT_PDU_RECV, pdu=pdu)
-
 
 # -- AE.associate --------------------------------------------------------------------
 
@@ -707,226 +561,10 @@ def open_association(
     return assoc
 
 
-# -- helpers ---------------------------------------------------------------------------
-
-
-def read_chunks(stream: BinaryIO, length: int, size: int, pad: bool = False) -> Iterator[bytes]:
-    """``length`` bytes from ``stream`` in reads of ``size``; ``pad`` adds a NUL to the last one.
-
-    Each chunk is a new bytes object (the engine holds one back). A file
-    shorter than ``length`` raises ValueError rather than send a short data set.
-    """
-    remaining = length
-    while remaining > 0:
-        chunk = stream.read(min(size, remaining))
-        if not chunk:
-            raise ValueError(f"the file ended {remaining} bytes short of its data set")
-        remaining -= len(chunk)
-        yield chunk + b"\0" if pad and remaining == 0 else chunk
-
-
-def status_dataset(response) -> Dataset:
-    """The status Dataset pynetdicom returns: Status plus the optional status elements present."""
-    status = Dataset()
-    status.add_new(0x00000900, "US", response.status)
-    for attribute, tag, vr in _STATUS_FIELDS:
-        value = getattr(response, attribute, None)
-        if value is not None and value != "":
-            status.add_new(tag, vr, value)
-    return status
-
-
-def encode_dataset(dataset: Dataset, transfer_syntax: UID) -> bytes:
-    """Encode ``dataset`` (no file meta) in ``transfer_syntax``; ValueError if pydicom cannot."""
-    fp = DicomBytesIO()
-    fp.is_implicit_VR = transfer_syntax.is_implicit_VR
-    fp.is_little_endian = transfer_syntax.is_little_endian
-    try:
-        write_dataset(fp, dataset)
-    except Exception as exc:
-        raise ValueError("Failed to encode the supplied dataset") from exc
-    encoded = fp.getvalue()
-    if transfer_syntax.is_deflated:
-        compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, -zlib.MAX_WBITS)
-        encoded = compressor.compress(encoded) + compressor.flush()
-        if len(encoded) % 2:
-            encoded += b"\x00"
-    return encoded
-
-
-def _dataset_transfer_syntax(dataset: Dataset) -> UID:
-    """The transfer syntax a Dataset says it is in, squared with how it was read (as pynetdicom)."""
-    try:
-        syntax = UID(dataset.file_meta.TransferSyntaxUID)
-    except AttributeError:
-        raise AttributeError(
-            "Unable to determine the presentation context to use with `dataset` as it "
-            "contains no '(0002,0010) Transfer Syntax UID' file meta information element"
-        ) from None
-    original = dataset.original_encoding
-    encoding = (
-        dataset.is_implicit_VR if original[0] is None else original[0],
-        dataset.is_little_endian if original[1] is None else original[1],
-    )
-    if None in encoding or encoding == (syntax.is_implicit_VR, syntax.is_little_endian):
-        return syntax
-    if encoding == (True, True):
-        LOGGER.warning(
-            "'dataset' is encoded as implicit VR little endian, using that instead of %s",
-            syntax.name,
-        )
-        return ImplicitVRLittleEndian
-    if encoding == (False, False):
-        LOGGER.warning(
-            "'dataset' is encoded as explicit VR big endian, using that instead of %s", syntax.name
-        )
-        return ExplicitVRBigEndian
-    raise AttributeError(
-        f"'dataset' encoding does not match its (0002,0010) Transfer Syntax UID of "
-        f"'{syntax.name}' - please set an appropriate Transfer Syntax"
-    )
-
-
-def _match_context(
-    accepted: list[PresentationContext],
-    abstract_syntax: str,
-    transfer_syntax: str,
-    allow_conversion: bool,
-) -> PresentationContext:
-    """pynetdicom's ``_get_valid_context`` for the SCU role."""
-    wanted = UID(transfer_syntax) if transfer_syntax else None
-    candidates = [cx for cx in accepted if cx.abstract_syntax == abstract_syntax and cx.as_scu]
-    convertible = []
-    for cx in candidates:
-        syntax = cx.transfer_syntax[0]
-        if wanted is not None:
-            if syntax == wanted:
-                return cx
-            # Only uncompressed syntaxes of the same byte order convert into each other.
-            if (
-                wanted.is_compressed
-                or syntax.is_compressed
-                or wanted.is_little_endian != syntax.is_little_endian
-            ):
-                continue
-        convertible.append(cx)
-    if allow_conversion and convertible:
-        return convertible[0]
-    message = (
-        f"No presentation context for '{UID(abstract_syntax).name}' has been accepted by the peer"
-    )
-    if wanted is not None:
-        message += f" with '{wanted.name}' transfer syntax"
-    raise ValueError(message + " for the SCU role")
-
-
-def _with_roles(
-    contexts: Sequence[PresentationContext], roles: dict[str, tuple]
-) -> list[PresentationContext]:
-    """Copies of the contexts (never the caller's) carrying SCP/SCU role proposals."""
-    copies = []
-    for context in contexts:
-        if not isinstance(context, PresentationContext):
-            raise TypeError("'contexts' must be a list of PresentationContext items")
-        copy = build_context(context.abstract_syntax, context.transfer_syntax)
-        copy.scu_role, copy.scp_role = context.scu_role, context.scp_role
-        role = roles.get(str(context.abstract_syntax))
-        if role is not None:
-            # As pynetdicom: a role left out of a proposal is not proposed.
-            copy.scu_role, copy.scp_role = bool(role[0]), bool(role[1])
-        copies.append(copy)
-    return copies
-
-
-def _user_items(ext_neg: Iterable | None) -> tuple[list, dict[str, tuple]]:
-    """Extended negotiation items as :mod:`hsscp.items`, plus role proposals by SOP class.
-
-    Takes hsscp items or objects shaped like pynetdicom's negotiation primitives.
-    """
-    extra: list = []
-    roles: dict[str, tuple] = {}
-    for item in ext_neg or ():
-        if isinstance(item, items.RoleSelection) or hasattr(item, "scu_role"):
-            roles[str(item.sop_class_uid)] = (item.scu_role, item.scp_role)
-        else:
-            extra.append(_as_sub_item(item))
-    return extra, roles
-
-
-def _as_sub_item(item: Any):
-    if isinstance(
-        item,
-        (
-            items.AsyncOperationsWindow,
-            items.SOPClassExtendedNegotiation,
-            items.SOPClassCommonExtendedNegotiation,
-            items.UserIdentityRQ,
-        ),
-    ):
-        return item
-    if hasattr(item, "maximum_number_operations_invoked"):
-        return items.AsyncOperationsWindow(
-            item.maximum_number_operations_invoked, item.maximum_number_operations_performed
-        )
-    if hasattr(item, "user_identity_type"):
-        return items.UserIdentityRQ(
-            item.user_identity_type,
-            bool(item.positive_response_requested),
-            bytes(item.primary_field),
-            bytes(item.secondary_field or b""),
-        )
-    if hasattr(item, "service_class_application_information"):
-        return items.SOPClassExtendedNegotiation(
-            str(item.sop_class_uid), bytes(item.service_class_application_information)
-        )
-    if hasattr(item, "related_general_sop_class_identification"):
-        return items.SOPClassCommonExtendedNegotiation(
-            str(item.sop_class_uid),
-            str(item.service_class_uid),
-            [str(uid) for uid in item.related_general_sop_class_identification],
-        )
-    raise TypeError(f"Unsupported extended negotiation item: {type(item).__name__}")
-
-
-def _remote_address(addr: str | tuple, port: int) -> tuple:
-    if isinstance(addr, tuple):
-        if (
-            len(addr) != 3
-            or not isinstance(addr[0], str)
-            or not all(isinstance(v, int) for v in addr[1:])
-        ):
-            raise TypeError("'addr' must be str or tuple[str, int, int]")
-    elif not isinstance(addr, str):
-        raise TypeError("'addr' must be str or tuple[str, int, int]")
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError("'port' must be int")
-    if isinstance(addr, tuple):
-        return (addr[0], port, addr[1], addr[2])
-    return (addr, port)
-
-
-def _max_pdu(value: int) -> int:
-    if not isinstance(value, int) or value < 0 or value > 0xFFFFFFFF:
-        raise ValueError("'max_pdu' must be an int from 0 (unlimited) to 4294967295")
-    return value
-
-
-def _check_message_id(msg_id: int) -> None:
-    if not isinstance(msg_id, int) or not 0 <= msg_id <= 0xFFFF:
-        raise ValueError("'msg_id' must be an int between 0 and 65535, inclusive")
-
-
 def _text(value: str | bytes | None) -> str:
+    """An Implementation Version Name as the request carries it ("" for none)."""
     if value is None:
         return ""
     if isinstance(value, bytes | bytearray):
         return bytes(value).decode("ascii").strip(" \0")
     return value.strip()
-
-
-def _shorter(a: float | None, b: float | None) -> float | None:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return min(a, b)

@@ -25,7 +25,7 @@ from pynetdicom import AE as PynetdicomAE
 from pynetdicom import ALL_TRANSFER_SYNTAXES
 from pynetdicom import evt as pynetdicom_evt
 
-from hsscp import AE, association, dimse, events, items, pdu
+from hsscp import AE, association, dimse, events, items, pdu, scu_datasets
 from hsscp.association import Association, open_association
 from hsscp.engine import Engine, Role
 from hsscp.indications import AssociationRequested, MessageReceived, ReleaseConfirmed
@@ -309,7 +309,7 @@ def test_a_large_file_is_read_and_sent_in_chunks(tmp_path, monkeypatch):
         assert assoc.send_c_store(path).Status == 0x0000
         assert peer.stored[-1][1] == dataset_bytes(path)
     chunk_reads = [size for size in reads if size is not None and size > 64 * 1024]
-    assert len(chunk_reads) >= 3 and max(chunk_reads) <= association.STREAM_CHUNK_SIZE
+    assert len(chunk_reads) >= 3 and max(chunk_reads) <= scu_datasets.STREAM_CHUNK_SIZE
     # Whole PDVs per chunk: 8192-byte PDUs carry 8186 value bytes.
     assert all(size % 8186 == 0 for size in chunk_reads)
 
@@ -332,12 +332,12 @@ def test_an_odd_deflated_stream_is_padded_to_even_length():
 
 def test_read_chunks_refuses_a_file_shorter_than_its_data_set():
     stream = io.BytesIO(b"x" * 10)
-    assert list(association.read_chunks(stream, 10, 4)) == [b"xxxx", b"xxxx", b"xx"]
+    assert list(scu_datasets.read_chunks(stream, 10, 4)) == [b"xxxx", b"xxxx", b"xx"]
     stream.seek(0)
-    assert list(association.read_chunks(stream, 9, 4, pad=True))[-1] == b"x\0"
+    assert list(scu_datasets.read_chunks(stream, 9, 4, pad=True))[-1] == b"x\0"
     stream.seek(0)
     with pytest.raises(ValueError, match="2 bytes short"):
-        list(association.read_chunks(stream, 12, 4))
+        list(scu_datasets.read_chunks(stream, 12, 4))
 
 
 def test_a_file_that_cannot_be_read_aborts_and_raises(tmp_path, monkeypatch):
@@ -345,7 +345,7 @@ def test_a_file_that_cannot_be_read_aborts_and_raises(tmp_path, monkeypatch):
         yield stream.read(size)
         raise OSError("disk gone")
 
-    monkeypatch.setattr(association, "read_chunks", failing_chunks)
+    monkeypatch.setattr(scu_datasets, "read_chunks", failing_chunks)
     with pynetdicom_scp() as peer:
         assoc = associate(peer, file_contexts())
         with pytest.raises(OSError, match="disk gone"):
@@ -445,6 +445,43 @@ def test_requestor_events_in_order():
         "EVT_RELEASED",
         "EVT_CONN_CLOSE",
     ]
+
+
+def test_pdu_events_follow_handlers_bound_and_unbound_on_a_live_association():
+    seen = []
+
+    def record(event):
+        seen.append((event.event.name, type(event.pdu).__name__))
+
+    with pynetdicom_scp() as peer:
+        assoc = associate(peer, file_contexts())
+        assoc.bind(events.EVT_PDU_SENT, record)
+        assoc.bind(events.EVT_PDU_RECV, record)
+        assert assoc.send_c_echo(msg_id=1).Status == 0x0000
+        assoc.unbind(events.EVT_PDU_RECV, record)
+        assert assoc.send_c_echo(msg_id=2).Status == 0x0000
+        assoc.release()
+    assert seen == [
+        ("EVT_PDU_SENT", "PDataTF"),
+        ("EVT_PDU_RECV", "PDataTF"),
+        ("EVT_PDU_SENT", "PDataTF"),
+        ("EVT_PDU_SENT", "AReleaseRQ"),
+    ]
+
+
+def test_pdu_sent_events_show_a_streamed_file_pdu_by_pdu():
+    sent = []
+    handlers = [(events.EVT_PDU_SENT, lambda event: sent.append(event.pdu))]
+    path = get_testdata_file("CT_small.dcm")
+    with pynetdicom_scp(maximum_pdu_size=4096) as peer:
+        assoc = associate(peer, file_contexts(), evt_handlers=handlers)
+        assert assoc.send_c_store(path).Status == 0x0000
+        assoc.release()
+    pdatas = [item for item in sent if isinstance(item, pdu.PDataTF)]
+    values = [pdv for item in pdatas for pdv in item.pdvs if not pdv.is_command]
+    assert len(values) > 1 and all(len(pdv.data) <= 4096 - 6 for pdv in values)
+    assert b"".join(pdv.data for pdv in values) == dataset_bytes(path)
+    assert [pdv.is_last for pdv in values] == [False] * (len(values) - 1) + [True]
 
 
 def test_rejection_and_abort_events():
@@ -670,7 +707,7 @@ def test_release_collision():
         assoc = local_ae().associate(HOST, peer.port, contexts=echo_contexts())
         assert assoc.is_established
         assoc.release()
-        assert assoc.is_released and not assoc.is_aborted and assoc.engine.state == "Sta1"
+        assert assoc.is_released and not assoc.is_aborted and assoc.engine.is_closed
     assert peer.engine.state in ("Sta13", "Sta1")
 
 

@@ -15,9 +15,9 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import UID, ImplicitVRLittleEndian
 
 from hsscp import AE
-from hsscp.association import encode_dataset
 from hsscp.part10 import read_file_meta
 from hsscp.presentation import build_context
+from hsscp.scu_datasets import encode_dataset
 from hsscp.uid import VERIFICATION_SOP_CLASS
 
 from .peers import HOST, dcmtk_env, free_port, require_binary, running
