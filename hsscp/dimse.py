@@ -17,7 +17,7 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
-from hsscp.errors import AbortReason, RemoteProtocolError
+from hsscp.errors import AbortReason, RemoteProtocolError, invalid
 
 # Command Field values (PS3.7 E.1); the names only serve logging.
 COMMAND_NAMES: dict[int, str] = {
@@ -271,10 +271,6 @@ def encode_command(command: Command) -> bytes:
 # --- decoding ---------------------------------------------------------------
 
 
-def _invalid(message: str) -> RemoteProtocolError:
-    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)
-
-
 def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     buf = data if type(data) is bytes else bytes(data)
     unpack = _ELEMENT.unpack_from
@@ -283,14 +279,14 @@ def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     elements: dict[int, bytes] = {}
     while pos < end:
         if end - pos < 8:
-            raise _invalid(f"command set truncated inside an element header at byte {pos}")
+            raise invalid(f"command set truncated inside an element header at byte {pos}")
         group, tag, length = unpack(buf, pos)
         if group != 0:
-            raise _invalid(f"command set holds element ({group:04X},{tag:04X}) outside group 0000")
+            raise invalid(f"command set holds element ({group:04X},{tag:04X}) outside group 0000")
         pos += 8
         stop = pos + length
         if stop > end:
-            raise _invalid(f"command element (0000,{tag:04X}) length {length} overruns the set")
+            raise invalid(f"command element (0000,{tag:04X}) length {length} overruns the set")
         elements[tag] = buf[pos:stop]
         pos = stop
     return elements
@@ -298,14 +294,14 @@ def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
 
 def _us(raw: bytes, tag: int) -> int:
     if len(raw) != 2:
-        raise _invalid(f"command element (0000,{tag:04X}) is US but {len(raw)} bytes long")
+        raise invalid(f"command element (0000,{tag:04X}) is US but {len(raw)} bytes long")
     return int.from_bytes(raw, "little")
 
 
 def _required_us(elements: dict[int, bytes], tag: int) -> int:
     raw = elements.get(tag)
     if raw is None:
-        raise _invalid(f"command set lacks required element (0000,{tag:04X})")
+        raise invalid(f"command set lacks required element (0000,{tag:04X})")
     return _us(raw, tag)
 
 
@@ -321,7 +317,7 @@ def _uid(elements: dict[int, bytes], tag: int) -> str:
     try:
         return raw.rstrip(b"\0 ").decode("ascii")
     except UnicodeDecodeError:
-        raise _invalid(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
+        raise invalid(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
 
 
 def _text(elements: dict[int, bytes], tag: int) -> str | None:
@@ -335,7 +331,7 @@ def _tags(elements: dict[int, bytes], tag: int) -> list[int] | None:
     if raw is None:
         return None
     if len(raw) % 4:
-        raise _invalid(f"command element (0000,{tag:04X}) is AT but {len(raw)} bytes long")
+        raise invalid(f"command element (0000,{tag:04X}) is AT but {len(raw)} bytes long")
     return [group << 16 | elem for group, elem in _AT_VALUE.iter_unpack(raw)]
 
 
@@ -404,7 +400,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         return _decode_unknown(field, elements, has_dataset)
     command = decoder(elements)
     if command.has_dataset != has_dataset:
-        raise _invalid(
+        raise invalid(
             f"{command_name(field)} with CommandDataSetType saying "
             f"{'a' if has_dataset else 'no'} data set follows"
         )
@@ -581,7 +577,7 @@ class MessageAssembler:
             )
         buffer = self._command_buffer
         if len(buffer) + len(chunk) > self._max_command_length:
-            raise _invalid(f"command set longer than {self._max_command_length} bytes")
+            raise invalid(f"command set longer than {self._max_command_length} bytes")
         buffer += chunk
         if not last:
             return None
