@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import ClassVar, Protocol
 
 import msgspec
@@ -72,6 +72,23 @@ class Status(IntEnum):
     DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
 
 
+class StatusCategory(StrEnum):
+    """The Status Class of a status (PS3.7 C); compares equal to its lower-case name."""
+
+    SUCCESS = "success"
+    WARNING = "warning"
+    FAILURE = "failure"
+    CANCEL = "cancel"
+    PENDING = "pending"
+
+
+# PS3.7 C: the warnings outside Bxxx. 0107 (attribute list error) and 0116
+# (attribute value out of range) are warnings although other 01xx are failures.
+_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
+_PENDING = frozenset({0xFF00, 0xFF01})
+_CANCEL = 0xFE00
+
+
 class Priority(IntEnum):
     """C-STORE-RQ / C-FIND-RQ Priority (0000,0700)."""
 
@@ -85,17 +102,17 @@ def command_name(command_field: int) -> str:
     return COMMAND_NAMES.get(command_field, f"0x{command_field:04X}")
 
 
-def status_category(status: int) -> str:
-    """Classify a status as success, warning, failure, cancel or pending (PS3.7 C)."""
-    if status == SUCCESS:
-        return "success"
-    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
-        return "warning"
-    if status == 0xFE00:
-        return "cancel"
-    if status in (0xFF00, 0xFF01):
-        return "pending"
-    return "failure"
+def status_category(status: int) -> StatusCategory:
+    """The Status Class of ``status`` (PS3.7 C): every code it does not list is a failure."""
+    if status == Status.SUCCESS:
+        return StatusCategory.SUCCESS
+    if status in _WARNINGS or 0xB000 <= status <= 0xBFFF:
+        return StatusCategory.WARNING
+    if status == _CANCEL:
+        return StatusCategory.CANCEL
+    if status in _PENDING:
+        return StatusCategory.PENDING
+    return StatusCategory.FAILURE
 
 
 # Group 0000 element numbers; the group is always 0000 so the element is the tag.
