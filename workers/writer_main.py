@@ -16,12 +16,13 @@ import signal
 import socket
 from multiprocessing import resource_tracker, shared_memory
 
+from hsscp.dimse import Status
 from hsscp.storage import Storage, StoreOutcome
 from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
 
 log = logging.getLogger("hsscp.writer")
 
-PROCESSING_FAILURE = 0x0110
+PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 
 
 class ArenaCache:
