@@ -33,15 +33,6 @@ from hsscp.part10 import build_file_meta
 from hsscp.storage.backend import StoreOutcome, StoreRequest, failure, os_error_outcome
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
 
-__all__ = [
-    "PEEK_LIMIT",
-    "TEMP_DIR_NAME",
-    "FsyncPolicy",
-    "Layout",
-    "Storage",
-    "write_all",
-]
-
 _log = logging.getLogger(__name__)
 
 TEMP_DIR_NAME = ".hsscp-tmp"
