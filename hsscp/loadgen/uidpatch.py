@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 
 from hsscp.dataset_walk import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     UNDEFINED_LENGTH,
     Encoding,
     MalformedDataset,
@@ -39,7 +40,8 @@ _LOCATED = (SOP_CLASS_UID, *TARGETS)
 _GROUP_LENGTHS = (0x00080000, 0x00200000)
 _LAST_TAG = SERIES_INSTANCE_UID  # elements come in tag order: nothing to find past it
 
-DEFLATED_TRANSFER_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+# Refused: the deflated data set syntax (PS3.5 A.5), and the deflated image frame one.
+DEFLATED_TRANSFER_SYNTAXES = frozenset({DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.8.1"})
 
 MODES = ("instance", "series", "study")
 
