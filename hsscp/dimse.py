@@ -6,18 +6,21 @@
   never copies).
 * Receiving: :class:`MessageAssembler` rebuilds messages from PDV payload
   chunks and streams data set bytes into a :class:`DatasetSink`.
+* Statuses: :class:`Status`, and :func:`status_category` for their PS3.7
+  classes, live in :mod:`hsscp.status` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable, Iterator
-from enum import IntEnum, StrEnum
+from enum import IntEnum
 from typing import ClassVar, Protocol
 
 import msgspec
 
 from hsscp.errors import AbortReason, RemoteProtocolError, invalid
+from hsscp.status import Status, StatusCategory, status_category  # noqa: F401 (dimse.Status is public)
 
 # Command Field values (PS3.7 E.1); the names only serve logging.
 COMMAND_NAMES: dict[int, str] = {
@@ -57,38 +60,6 @@ NO_DATASET = 0x0101  # CommandDataSetType: any other value means a data set foll
 DATASET_PRESENT = 0x0001
 
 
-class Status(IntEnum):
-    """Status codes a Storage SCP answers with (PS3.4 B.2.3, PS3.7 C)."""
-
-    SUCCESS = 0x0000
-    PROCESSING_FAILURE = 0x0110
-    SOP_CLASS_NOT_SUPPORTED = 0x0122
-    OUT_OF_RESOURCES = 0xA700
-    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-    CANNOT_UNDERSTAND = 0xC000
-    NO_HANDLER = 0xC211  # pynetdicom: the storage handler raised or is missing
-    COERCION_OF_DATA_ELEMENTS = 0xB000
-    ELEMENTS_DISCARDED = 0xB006
-    DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
-
-
-class StatusCategory(StrEnum):
-    """The Status Class of a status (PS3.7 C); compares equal to its lower-case name."""
-
-    SUCCESS = "success"
-    WARNING = "warning"
-    FAILURE = "failure"
-    CANCEL = "cancel"
-    PENDING = "pending"
-
-
-# PS3.7 C: the warnings outside Bxxx. 0107 (attribute list error) and 0116
-# (attribute value out of range) are warnings although other 01xx are failures.
-_WARNINGS = frozenset({0x0001, 0x0107, 0x0116})
-_PENDING = frozenset({0xFF00, 0xFF01})
-_CANCEL = 0xFE00
-
-
 class Priority(IntEnum):
     """C-STORE-RQ / C-FIND-RQ Priority (0000,0700)."""
 
@@ -100,19 +71,6 @@ class Priority(IntEnum):
 def command_name(command_field: int) -> str:
     """Name of a Command Field for logs, hex for values PS3.7 does not define."""
     return COMMAND_NAMES.get(command_field, f"0x{command_field:04X}")
-
-
-def status_category(status: int) -> StatusCategory:
-    """The Status Class of ``status`` (PS3.7 C): every code it does not list is a failure."""
-    if status == Status.SUCCESS:
-        return StatusCategory.SUCCESS
-    if status in _WARNINGS or 0xB000 <= status <= 0xBFFF:
-        return StatusCategory.WARNING
-    if status == _CANCEL:
-        return StatusCategory.CANCEL
-    if status in _PENDING:
-        return StatusCategory.PENDING
-    return StatusCategory.FAILURE
 
 
 # Group 0000 element numbers; the group is always 0000 so the element is the tag.

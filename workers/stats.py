@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from hsscp.dimse import Status, StatusCategory, status_category
+from hsscp.status import Status, StatusCategory, status_category
 
 FIELDS = (
     "associations",

@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from hsscp.dimse import Status
+from hsscp.status import Status
 
 __all__ = [
     "COMMENT_LENGTH",
