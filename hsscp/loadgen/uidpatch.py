@@ -18,8 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
 
+# The load generator names transfer syntaxes by the patcher's constants: re-exported.
 from hsscp.dataset_walk import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,  # noqa: F401
+    IMPLICIT_VR_LITTLE_ENDIAN,  # noqa: F401
     UNDEFINED_LENGTH,
     Encoding,
     MalformedDataset,
