@@ -26,6 +26,7 @@ from typing import Any
 import msgspec
 
 from hsscp.aet import normalize_ae_title
+from hsscp.errors import InvalidInput
 
 __all__ = [
     "FSYNC_POLICIES",
@@ -53,7 +54,7 @@ MIN_SPOOL_THRESHOLD = 64 * KIB
 SIZE_FIELDS = ("max_pdu", "spool_threshold")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A configuration the server cannot run with; the message is meant for a person."""
 
 

@@ -4,35 +4,35 @@ A writer checks a received data set's own UIDs (SOP Class, SOP Instance,
 Study, Series) before the file gets its final name. They come early (groups
 0008 and 0020), so the walk reads element headers only, skips every value it
 does not want by its length, and stops at the first tag past the last one
-asked for. The input is untrusted: every length is checked against the bytes
-actually given before it is used, and anything malformed raises
-:class:`PeekError`.
+asked for (sequences are skipped by :mod:`hsscp.dataset_walk`). The input is
+untrusted: every length is checked against the bytes actually given before it
+is used, and anything malformed raises :class:`PeekError`.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+
+from hsscp.dataset_walk import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_LE,
+    HEADER_LENGTH,
+    IMPLICIT_LE,
+    ITEM,
+    UNDEFINED_LENGTH,
+    Encoding,
+    MalformedDataset,
+    OutOfData,
+    encoding_of,
+    skip_undefined,
+    tag_name,
+    unknown_vr,
+)
+from hsscp.errors import InvalidInput
 
 __all__ = ["PeekError", "peek_elements"]
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
-
-UNDEFINED_LENGTH = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
-_DELIMITER_GROUP = 0xFFFE
-
-# Explicit VR header length by VR (PS3.5 7.1.2): 12 for VRs with a 32-bit length.
-_LONG_VRS = b"OB OD OF OL OV OW SQ SV UC UN UR UT UV".split()
-_SHORT_VRS = b"AE AS AT CS DA DS DT FD FL IS LO LT PN SH SL SS ST TM UI UL US".split()
-_HEADER_LENGTH = dict.fromkeys(_LONG_VRS, 12) | dict.fromkeys(_SHORT_VRS, 8)
-# Undefined length is legal for sequences, UN holding a sequence, and encapsulated pixel data.
-_UNDEFINED_LENGTH_VRS = frozenset({b"SQ", b"UN", b"OB", b"OW"})
 _TEXT_VRS = frozenset(b"AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
 
 # Deflated data sets: inflate a small prefix first, grow it only if the tags lie further.
@@ -41,34 +41,8 @@ _INFLATE_LIMIT = 4 * 1024 * 1024
 _INFLATE_INPUT_CHUNK = 16 * 1024
 
 
-class PeekError(ValueError):
+class PeekError(InvalidInput):
     """The data set is malformed, or the tags asked for are not in the bytes given."""
-
-
-class _OutOfData(Exception):
-    """The walk needs bytes past the end of the buffer (internal)."""
-
-    def __init__(self, offset: int) -> None:
-        super().__init__(offset)
-        self.offset = offset
-
-
-@dataclass(frozen=True, slots=True)
-class _Encoding:
-    explicit: bool
-    # explicit: group, element, VR, 16-bit length; implicit: group, element, 32-bit length
-    header: struct.Struct
-    tag: struct.Struct
-    u32: struct.Struct
-
-
-_EXPLICIT_LE = _Encoding(True, struct.Struct("<HH2sH"), struct.Struct("<HH"), struct.Struct("<I"))
-_EXPLICIT_BE = _Encoding(True, struct.Struct(">HH2sH"), struct.Struct(">HH"), struct.Struct(">I"))
-_IMPLICIT_LE = _Encoding(False, struct.Struct("<HHI"), struct.Struct("<HH"), struct.Struct("<I"))
-
-
-def _tag_name(tag: int) -> str:
-    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
 def peek_elements(
@@ -90,7 +64,7 @@ def peek_elements(
     """
     if not tags:
         return {}
-    if max(tags) >= _ITEM:
+    if max(tags) >= ITEM:
         # Items and delimiters end the walk as tags past the last one asked for.
         raise ValueError("only data element tags below (FFFE,E000) can be peeked")
     view = memoryview(data)
@@ -98,34 +72,24 @@ def peek_elements(
         view = view.cast("B")
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return _peek_deflated(view, tags, complete)
-    if transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN:
-        encoding = _IMPLICIT_LE
-    elif transfer_syntax == EXPLICIT_VR_BIG_ENDIAN:
-        encoding = _EXPLICIT_BE
-    else:  # Explicit VR LE, and every encapsulated syntax outside the pixel data
-        encoding = _EXPLICIT_LE
-    return _peek(view, encoding, tags, complete)
-
-
-def _peek(
-    view: memoryview, encoding: _Encoding, tags: frozenset[int], complete: bool
-) -> dict[int, str]:
-    found, short_at = _walk(view, encoding, tags)
+    found, short_at = _walk(view, encoding_of(transfer_syntax), tags)
     return _conclude(found, short_at, len(view), tags, complete, "bytes")
 
 
 def _walk(
-    view: memoryview, encoding: _Encoding, tags: frozenset[int]
+    view: memoryview, encoding: Encoding, tags: frozenset[int]
 ) -> tuple[dict[int, str], int | None]:
     """Values found, and None if the walk was decided or the offset where the bytes ran out."""
     found: dict[int, str] = {}
     try:
-        if encoding.explicit:
-            short_at = _walk_explicit(view, encoding, tags, found)
-        else:
+        if encoding.implicit:
             short_at = _walk_implicit(view, tags, found)
-    except _OutOfData as short:
+        else:
+            short_at = _walk_explicit(view, encoding, tags, found)
+    except OutOfData as short:
         short_at = short.offset
+    except MalformedDataset as error:
+        raise PeekError(str(error)) from None
     return found, short_at
 
 
@@ -141,13 +105,16 @@ def _conclude(
         return found
     if complete:
         raise PeekError(f"data set truncated: an element runs past its {size} {unit}")
-    missing = " ".join(_tag_name(tag) for tag in sorted(tags - found.keys()))
+    missing = " ".join(tag_name(tag) for tag in sorted(tags - found.keys()))
     # The size first: cut to fit a 64-character error comment, only tags are lost.
     raise PeekError(f"not found in the first {size} {unit}: {missing}")
 
 
+_MORE = -1  # what _take answers while the walk goes on
+
+
 def _walk_explicit(
-    view: memoryview, encoding: _Encoding, tags: frozenset[int], found: dict[int, str]
+    view: memoryview, encoding: Encoding, tags: frozenset[int], found: dict[int, str]
 ) -> int | None:
     """Fill ``found``; None once decided, or the offset where the bytes ran out.
 
@@ -159,12 +126,8 @@ def _walk_explicit(
     """
     header = encoding.header.unpack_from
     u32 = encoding.u32.unpack_from
-    header_lengths = _HEADER_LENGTH
-    last = max(tags)
-    last_group = last >> 16
-    groups = frozenset(tag >> 16 for tag in tags)
-    wanted = len(tags)
-    size = len(view)
+    header_lengths = HEADER_LENGTH
+    last, last_group, groups = _bounds(tags)
     pos = 0
     try:
         while True:
@@ -174,35 +137,27 @@ def _walk_explicit(
             try:
                 header_length = header_lengths[vr]
             except KeyError:
-                raise PeekError(
-                    f"{_tag_name(group << 16 | element)} at offset {pos} has an unknown VR {vr!r}"
-                ) from None
+                raise unknown_vr(group << 16 | element, pos, vr) from None
             if header_length == 12:
                 (length,) = u32(view, pos + 8)
                 if length == UNDEFINED_LENGTH:
-                    pos = _skip_undefined(view, pos, group << 16 | element, vr, encoding)
+                    pos = skip_undefined(view, pos, group << 16 | element, vr, encoding)
                     continue
             pos += header_length + length
-            if group in groups and (tag := group << 16 | element) in tags:
-                if pos > size:
-                    return pos
-                if vr not in _TEXT_VRS:
-                    raise PeekError(f"{_tag_name(tag)} has VR {vr.decode()}, not a text VR")
-                found[tag] = _text(view, pos - length, pos)
-                if len(found) == wanted:
-                    return None
+            if (
+                group in groups
+                and (tag := group << 16 | element) in tags
+                and (decided := _take(view, tag, vr, pos, length, tags, found)) != _MORE
+            ):
+                return decided
     except struct.error:
         return pos
 
 
 def _walk_implicit(view: memoryview, tags: frozenset[int], found: dict[int, str]) -> int | None:
     """Fill ``found``; None once decided, or the offset where the bytes ran out (as above)."""
-    header = _IMPLICIT_LE.header.unpack_from
-    last = max(tags)
-    last_group = last >> 16
-    groups = frozenset(tag >> 16 for tag in tags)
-    wanted = len(tags)
-    size = len(view)
+    header = IMPLICIT_LE.header.unpack_from
+    last, last_group, groups = _bounds(tags)
     pos = 0
     try:
         while True:
@@ -210,99 +165,41 @@ def _walk_implicit(view: memoryview, tags: frozenset[int], found: dict[int, str]
             if group >= last_group and (group << 16 | element) > last:
                 return None
             if length == UNDEFINED_LENGTH:  # implicit VR: only a sequence has undefined length
-                pos = _skip_undefined(view, pos, group << 16 | element, b"", _IMPLICIT_LE)
+                pos = skip_undefined(view, pos, group << 16 | element, b"", IMPLICIT_LE)
                 continue
             pos += 8 + length
-            if group in groups and (tag := group << 16 | element) in tags:
-                if pos > size:
-                    return pos
-                found[tag] = _text(view, pos - length, pos)
-                if len(found) == wanted:
-                    return None
+            if (
+                group in groups
+                and (tag := group << 16 | element) in tags
+                and (decided := _take(view, tag, b"", pos, length, tags, found)) != _MORE
+            ):
+                return decided
     except struct.error:
         return pos
 
 
-def _skip_undefined(view: memoryview, pos: int, tag: int, vr: bytes, encoding: _Encoding) -> int:
-    """Offset past the top-level element of undefined length at ``pos``."""
-    if vr and vr not in _UNDEFINED_LENGTH_VRS:
-        raise PeekError(
-            f"{_tag_name(tag)} at offset {pos}: VR {vr.decode()} cannot have undefined length"
-        )
-    # PS3.5 6.2.2: a UN of undefined length holds an implicit VR LE sequence.
-    content = _IMPLICIT_LE if vr == b"UN" else encoding
-    try:
-        return _skip_sequence(view, pos + (12 if vr else 8), content)
-    except _OutOfData:
-        # Report the element's own offset: bytes ending inside it are never a clean end.
-        raise _OutOfData(pos) from None
+def _bounds(tags: frozenset[int]) -> tuple[int, int, frozenset[int]]:
+    """The last tag asked for, its group, and the groups worth computing a full tag in."""
+    last = max(tags)
+    return last, last >> 16, frozenset(tag >> 16 for tag in tags)
 
 
-def _text(view: memoryview, start: int, stop: int) -> str:
-    return str(view[start:stop], "latin-1").rstrip("\0 ")
-
-
-def _element_header(view: memoryview, pos: int, encoding: _Encoding) -> tuple[int, bytes, int, int]:
-    """Tag, VR (b"" if not known), length and value offset of the element at ``pos``."""
-    size = len(view)
-    if pos + 8 > size:
-        raise _OutOfData(pos)
-    group, element = encoding.tag.unpack_from(view, pos)
-    tag = group << 16 | element
-    if group == _DELIMITER_GROUP or not encoding.explicit:  # items and delimiters have no VR
-        (length,) = encoding.u32.unpack_from(view, pos + 4)
-        return tag, b"", length, pos + 8
-    _group, _element, vr, length = encoding.header.unpack_from(view, pos)
-    header_length = _HEADER_LENGTH.get(vr)
-    if header_length is None:
-        raise PeekError(f"{_tag_name(tag)} at offset {pos} has an unknown VR {vr!r}")
-    if header_length == 12:
-        if pos + 12 > size:
-            raise _OutOfData(pos)
-        (length,) = encoding.u32.unpack_from(view, pos + 8)
-    return tag, vr, length, pos + header_length
-
-
-def _skip_sequence(view: memoryview, pos: int, encoding: _Encoding) -> int:
-    """Offset just past the sequence delimiter of an undefined-length value starting at ``pos``.
-
-    Iterative, so hostile nesting cannot exhaust the stack. Each level is a
-    sequence (holding items) or an item (holding elements), with the encoding
-    of its content.
-    """
-    levels: list[tuple[bool, _Encoding]] = [(False, encoding)]
-    while levels:
-        in_item, encoding = levels[-1]
-        tag, vr, length, start = _element_header(view, pos, encoding)
-        if tag == (_ITEM_END if in_item else _SEQUENCE_END):
-            levels.pop()
-            pos = start
-        elif in_item and tag >> 16 != _DELIMITER_GROUP:  # an element of the item
-            if length != UNDEFINED_LENGTH:
-                pos = _skip_value(view, pos, start, length)
-                continue
-            if vr and vr not in _UNDEFINED_LENGTH_VRS:
-                raise PeekError(
-                    f"{_tag_name(tag)} at offset {pos}: VR {vr.decode()} cannot have undefined length"
-                )
-            levels.append((False, _IMPLICIT_LE if vr == b"UN" else encoding))
-            pos = start
-        elif not in_item and tag == _ITEM:
-            if length != UNDEFINED_LENGTH:
-                pos = _skip_value(view, pos, start, length)
-                continue
-            levels.append((True, encoding))
-            pos = start
-        else:
-            raise PeekError(f"unexpected {_tag_name(tag)} at offset {pos} in a sequence")
-    return pos
-
-
-def _skip_value(view: memoryview, pos: int, start: int, length: int) -> int:
-    stop = start + length
-    if stop > len(view):
-        raise _OutOfData(pos)
-    return stop
+def _take(
+    view: memoryview,
+    tag: int,
+    vr: bytes,
+    end: int,
+    length: int,
+    tags: frozenset[int],
+    found: dict[int, str],
+) -> int | None:
+    """Record the value of a wanted element ending at ``end``; _MORE, or what the walk answers."""
+    if end > len(view):
+        return end
+    if vr and vr not in _TEXT_VRS:
+        raise PeekError(f"{tag_name(tag)} has VR {vr.decode()}, not a text VR")
+    found[tag] = str(view[end - length : end], "latin-1").rstrip("\0 ")
+    return None if len(found) == len(tags) else _MORE
 
 
 def _peek_deflated(view: memoryview, tags: frozenset[int], complete: bool) -> dict[int, str]:
@@ -313,7 +210,7 @@ def _peek_deflated(view: memoryview, tags: frozenset[int], complete: bool) -> di
         inflated = inflater.inflate_to(target)
         # Released on exit, so the next round may grow the bytearray.
         with memoryview(inflated) as prefix:
-            found, short_at = _walk(prefix, _EXPLICIT_LE, tags)
+            found, short_at = _walk(prefix, EXPLICIT_LE, tags)
         if short_at is None or len(inflated) < target or target >= _INFLATE_LIMIT:
             whole = inflater.finished
             if complete and short_at is not None and not whole and len(inflated) < target:

@@ -6,6 +6,8 @@
   never copies).
 * Receiving: :class:`MessageAssembler` rebuilds messages from PDV payload
   chunks and streams data set bytes into a :class:`DatasetSink`.
+* Statuses: :class:`Status`, and :func:`status_category` for their PS3.7
+  classes, live in :mod:`hsscp.status` and are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
-from hsscp.errors import AbortReason, RemoteProtocolError
+from hsscp.errors import AbortReason, RemoteProtocolError, invalid
+from hsscp.status import Status, StatusCategory, status_category  # noqa: F401 (dimse.Status is public)
 
 # Command Field values (PS3.7 E.1); the names only serve logging.
 COMMAND_NAMES: dict[int, str] = {
@@ -57,21 +60,6 @@ NO_DATASET = 0x0101  # CommandDataSetType: any other value means a data set foll
 DATASET_PRESENT = 0x0001
 
 
-class Status(IntEnum):
-    """Status codes a Storage SCP answers with (PS3.4 B.2.3, PS3.7 C)."""
-
-    SUCCESS = 0x0000
-    PROCESSING_FAILURE = 0x0110
-    SOP_CLASS_NOT_SUPPORTED = 0x0122
-    OUT_OF_RESOURCES = 0xA700
-    DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
-    CANNOT_UNDERSTAND = 0xC000
-    NO_HANDLER = 0xC211  # pynetdicom: the storage handler raised or is missing
-    COERCION_OF_DATA_ELEMENTS = 0xB000
-    ELEMENTS_DISCARDED = 0xB006
-    DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING = 0xB007
-
-
 class Priority(IntEnum):
     """C-STORE-RQ / C-FIND-RQ Priority (0000,0700)."""
 
@@ -83,19 +71,6 @@ class Priority(IntEnum):
 def command_name(command_field: int) -> str:
     """Name of a Command Field for logs, hex for values PS3.7 does not define."""
     return COMMAND_NAMES.get(command_field, f"0x{command_field:04X}")
-
-
-def status_category(status: int) -> str:
-    """Classify a status as success, warning, failure, cancel or pending (PS3.7 C)."""
-    if status == SUCCESS:
-        return "success"
-    if status == 0x0001 or 0xB000 <= status <= 0xBFFF:
-        return "warning"
-    if status == 0xFE00:
-        return "cancel"
-    if status in (0xFF00, 0xFF01):
-        return "pending"
-    return "failure"
 
 
 # Group 0000 element numbers; the group is always 0000 so the element is the tag.
@@ -271,10 +246,6 @@ def encode_command(command: Command) -> bytes:
 # --- decoding ---------------------------------------------------------------
 
 
-def _invalid(message: str) -> RemoteProtocolError:
-    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)
-
-
 def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     buf = data if type(data) is bytes else bytes(data)
     unpack = _ELEMENT.unpack_from
@@ -283,14 +254,14 @@ def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
     elements: dict[int, bytes] = {}
     while pos < end:
         if end - pos < 8:
-            raise _invalid(f"command set truncated inside an element header at byte {pos}")
+            raise invalid(f"command set truncated inside an element header at byte {pos}")
         group, tag, length = unpack(buf, pos)
         if group != 0:
-            raise _invalid(f"command set holds element ({group:04X},{tag:04X}) outside group 0000")
+            raise invalid(f"command set holds element ({group:04X},{tag:04X}) outside group 0000")
         pos += 8
         stop = pos + length
         if stop > end:
-            raise _invalid(f"command element (0000,{tag:04X}) length {length} overruns the set")
+            raise invalid(f"command element (0000,{tag:04X}) length {length} overruns the set")
         elements[tag] = buf[pos:stop]
         pos = stop
     return elements
@@ -298,14 +269,14 @@ def _parse_elements(data: bytes | bytearray | memoryview) -> dict[int, bytes]:
 
 def _us(raw: bytes, tag: int) -> int:
     if len(raw) != 2:
-        raise _invalid(f"command element (0000,{tag:04X}) is US but {len(raw)} bytes long")
+        raise invalid(f"command element (0000,{tag:04X}) is US but {len(raw)} bytes long")
     return int.from_bytes(raw, "little")
 
 
 def _required_us(elements: dict[int, bytes], tag: int) -> int:
     raw = elements.get(tag)
     if raw is None:
-        raise _invalid(f"command set lacks required element (0000,{tag:04X})")
+        raise invalid(f"command set lacks required element (0000,{tag:04X})")
     return _us(raw, tag)
 
 
@@ -321,7 +292,7 @@ def _uid(elements: dict[int, bytes], tag: int) -> str:
     try:
         return raw.rstrip(b"\0 ").decode("ascii")
     except UnicodeDecodeError:
-        raise _invalid(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
+        raise invalid(f"command element (0000,{tag:04X}) is not an ASCII UID") from None
 
 
 def _text(elements: dict[int, bytes], tag: int) -> str | None:
@@ -335,7 +306,7 @@ def _tags(elements: dict[int, bytes], tag: int) -> list[int] | None:
     if raw is None:
         return None
     if len(raw) % 4:
-        raise _invalid(f"command element (0000,{tag:04X}) is AT but {len(raw)} bytes long")
+        raise invalid(f"command element (0000,{tag:04X}) is AT but {len(raw)} bytes long")
     return [group << 16 | elem for group, elem in _AT_VALUE.iter_unpack(raw)]
 
 
@@ -404,7 +375,7 @@ def decode_command(data: bytes | bytearray | memoryview) -> Command:
         return _decode_unknown(field, elements, has_dataset)
     command = decoder(elements)
     if command.has_dataset != has_dataset:
-        raise _invalid(
+        raise invalid(
             f"{command_name(field)} with CommandDataSetType saying "
             f"{'a' if has_dataset else 'no'} data set follows"
         )
@@ -581,7 +552,7 @@ class MessageAssembler:
             )
         buffer = self._command_buffer
         if len(buffer) + len(chunk) > self._max_command_length:
-            raise _invalid(f"command set longer than {self._max_command_length} bytes")
+            raise invalid(f"command set longer than {self._max_command_length} bytes")
         buffer += chunk
         if not last:
             return None

@@ -1,9 +1,11 @@
-"""Errors that say whose fault they are.
+"""Errors that say whose fault they are; every one hsscp raises on purpose is an :class:`HsscpError`.
 
 A :class:`RemoteProtocolError` means the peer broke PS3.8/PS3.7; it carries
 the A-ABORT source and reason the engine answers with. A
 :class:`LocalProtocolError` means our own caller asked for something the
-state machine forbids in its current state.
+state machine forbids in its current state. An :class:`InvalidInput` is bad
+data or configuration handed to the library (a file, a data set, a setting);
+it stays a ``ValueError`` too, so ``except ValueError`` keeps catching it.
 """
 
 from __future__ import annotations
@@ -54,3 +56,12 @@ class RemoteProtocolError(HsscpError):
 
 class LocalProtocolError(HsscpError):
     """Our caller asked the engine for something its state does not allow."""
+
+
+class InvalidInput(HsscpError, ValueError):
+    """Bad input or configuration: the base of the library's ``ValueError`` subclasses."""
+
+
+def invalid(message: str) -> RemoteProtocolError:
+    """The error for a value from the peer that PS3.8/PS3.7 does not allow (invalid-PDU-parameter-value)."""
+    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
-from hsscp.errors import AbortReason, RemoteProtocolError
+from hsscp.errors import AbortReason, RemoteProtocolError, invalid
 
 ITEM_HEADER = struct.Struct(">BxH")
 _U16 = struct.Struct(">H")
@@ -35,10 +35,6 @@ SOP_CLASS_EXTENDED = 0x56
 SOP_CLASS_COMMON_EXTENDED = 0x57
 USER_IDENTITY_RQ = 0x58
 USER_IDENTITY_AC = 0x59
-
-
-def invalid(message: str) -> RemoteProtocolError:
-    return RemoteProtocolError(message, AbortReason.INVALID_PDU_PARAMETER_VALUE)
 
 
 def iter_items(data: memoryview, what: str):

@@ -11,6 +11,9 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from hsscp.dataset_walk import LONG_VRS
+from hsscp.errors import InvalidInput
+
 PREAMBLE_LENGTH = 128
 MAGIC = b"DICM"
 META_START = PREAMBLE_LENGTH + len(MAGIC)
@@ -18,7 +21,6 @@ META_START = PREAMBLE_LENGTH + len(MAGIC)
 _TAG_VR = struct.Struct("<HH2s")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 # The meta group is small; a file claiming more is not one we should trust.
 MAX_META_LENGTH = 64 * 1024
 
@@ -30,7 +32,7 @@ IMPLEMENTATION_VERSION_NAME = 0x0013
 SOURCE_AE_TITLE = 0x0016
 
 
-class Part10Error(ValueError):
+class Part10Error(InvalidInput):
     """The file is not a DICOM Part 10 file we can read the meta group of."""
 
 
@@ -60,9 +62,10 @@ def parse_file_meta(head: bytes) -> FileMeta:
         group, element, vr = _TAG_VR.unpack_from(head, offset)
         if group != 0x0002:
             break
-        if vr in _LONG_VRS:
-            (length,) = _U32.unpack_from(head, offset + 8)
+        if vr in LONG_VRS:
             start = offset + 12
+            # In a cut file, the 32-bit length itself may be missing.
+            length = _U32.unpack_from(head, offset + 8)[0] if start <= len(head) else 0
         else:
             (length,) = _U16.unpack_from(head, offset + 6)
             start = offset + 8
@@ -101,7 +104,7 @@ def read_file_meta(stream: BinaryIO) -> FileMeta:
 def _element(element: int, vr: bytes, value: bytes) -> bytes:
     if len(value) % 2:
         value += b"\0" if vr in (b"UI", b"OB") else b" "
-    if vr in _LONG_VRS:
+    if vr in LONG_VRS:
         return _TAG_VR.pack(0x0002, element, vr) + b"\0\0" + _U32.pack(len(value)) + value
     return _TAG_VR.pack(0x0002, element, vr) + _U16.pack(len(value)) + value
 

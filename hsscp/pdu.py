@@ -12,7 +12,7 @@ import struct
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-from hsscp.errors import AbortReason, RemoteProtocolError
+from hsscp.errors import AbortReason, RemoteProtocolError, invalid
 from hsscp.items import (
     APPLICATION_CONTEXT,
     PRESENTATION_CONTEXT_AC,
@@ -22,7 +22,6 @@ from hsscp.items import (
     PresentationContextAC,
     PresentationContextRQ,
     UserInformation,
-    invalid,
     iter_items,
     pack_item,
     text,
@@ -150,21 +149,6 @@ class RejectSource(IntEnum):
     SERVICE_USER = 1
     SERVICE_PROVIDER_ACSE = 2
     SERVICE_PROVIDER_PRESENTATION = 3
-
-
-class RejectReason(IntEnum):
-    """Reasons by source (PS3.8 table 9-21); the same number means different things per source."""
-
-    # source 1, service user
-    NO_REASON_GIVEN = 1
-    APPLICATION_CONTEXT_NOT_SUPPORTED = 2
-    CALLING_AE_TITLE_NOT_RECOGNIZED = 3
-    CALLED_AE_TITLE_NOT_RECOGNIZED = 7
-    # source 2, ACSE: 1 no-reason-given, 2 protocol version not supported
-    PROTOCOL_VERSION_NOT_SUPPORTED = 2
-    # source 3, presentation: 1 temporary congestion, 2 local limit exceeded
-    TEMPORARY_CONGESTION = 1
-    LOCAL_LIMIT_EXCEEDED = 2
 
 
 @dataclass(slots=True)

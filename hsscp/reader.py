@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from hsscp.items import invalid
+from hsscp.errors import invalid
 from hsscp.pdu import (
     PDATA_SINGLE_HEADER,
     PDU_HEADER,

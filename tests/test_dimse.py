@@ -34,6 +34,7 @@ from hsscp.dimse import (
     DimseMessage,
     MessageAssembler,
     Status,
+    StatusCategory,
     UnknownCommand,
     command_name,
     decode_command,
@@ -333,6 +334,31 @@ def test_status_category():
     assert status_category(Status.SOP_CLASS_NOT_SUPPORTED) == "failure"
     assert status_category(0xFF00) == "pending"
     assert command_name(C_ECHO_RSP) == "C-ECHO-RSP" and command_name(0x1234) == "0x1234"
+
+
+@pytest.mark.parametrize(
+    ("status", "category"),
+    [
+        (0x0000, "success"),
+        (0x0001, "warning"),
+        (0x0107, "warning"),  # attribute list error: a warning, unlike the other 01xx
+        (0x0116, "warning"),  # attribute value out of range
+        (0xB000, "warning"),
+        (0xBFFF, "warning"),
+        (0x0105, "failure"),
+        (0x0110, "failure"),
+        (0x0117, "failure"),
+        (0x0211, "failure"),
+        (0xA700, "failure"),
+        (0xC000, "failure"),
+        (0xFE00, "cancel"),
+        (0xFF00, "pending"),
+        (0xFF01, "pending"),
+        (0xFF02, "failure"),
+    ],
+)
+def test_status_classes_follow_ps3_7_annex_c(status: int, category: str) -> None:
+    assert status_category(status) is StatusCategory(category)
 
 
 VALID = raw_command(*store_rq_elements())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import pytest
 from hypothesis import given, settings
@@ -183,3 +184,20 @@ def test_any_uid_length_round_trips(lengths, name):
     result = decode(patched(data, syntax, new), syntax)
     for tag, uid in new.items():
         assert getattr(result, KEYWORDS[tag]) == uid
+
+
+def test_deep_nesting_does_not_exhaust_the_stack():
+    depth = 50_000
+    opening = struct.pack("<HHI", 0x0008, 0x0006, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+    closing = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    uid = struct.pack("<HHI", 0x0008, 0x0018, 4) + b"1.2\0"
+    data = opening * depth + closing * depth + uid
+    assert uidpatch.plan(memoryview(data), "1.2.840.10008.1.2").original(SOP_INSTANCE_UID) == "1.2"
+    with pytest.raises(NeedMoreData):
+        uidpatch.plan(memoryview(data)[: len(opening) * depth], "1.2.840.10008.1.2", complete=False)
+
+
+def test_unknown_vr_is_refused_not_misread():
+    data = struct.pack("<HH2sH", 0x0008, 0x0005, b"ZZ", 2) + b"x " + struct.pack("<HH2sH", 0x0008, 0x0018, b"UI", 4) + b"1.2\0"
+    with pytest.raises(PatchError, match="unknown VR"):
+        uidpatch.plan(memoryview(data), "1.2.840.10008.1.2.1")

@@ -23,7 +23,7 @@ import os
 import secrets
 from multiprocessing import shared_memory
 
-from hsscp.storage import Storage, StoreRequest, write_all
+from hsscp.storage import StorageBackend, StoreRequest, write_all
 
 SPOOL_HEAD = 64 * 1024  # what the UID checks need of a spooled dataset
 MIN_ROOM = 64 * 1024  # a slot with less free room than this is not read into
@@ -196,7 +196,7 @@ class StoreSink:
         "spool_path", "spool_fd", "pending", "head", "error",
     )  # fmt: skip
 
-    def __init__(self, landing: Landing, storage: Storage, request: StoreRequest) -> None:
+    def __init__(self, landing: Landing, storage: StorageBackend, request: StoreRequest) -> None:
         self.landing = landing
         self.arena = landing.arena
         self.storage = storage

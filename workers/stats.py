@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import multiprocessing
 
+from hsscp.status import Status, StatusCategory, status_category
+
 FIELDS = (
     "associations",
     "stored",
@@ -17,6 +19,7 @@ FIELDS = (
     "does_not_match",  # 0xA9xx
     "cannot_understand",  # 0xCxxx
     "processing_failure",  # 0x0110
+    # everything else, and the pending and cancel statuses that never end a store
     "other_failures",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
@@ -27,17 +30,21 @@ def new_table(rows: int):
 
 
 def category(status: int) -> str:
-    if status == 0x0000:
+    """The counter a final C-STORE status goes to: the PS3.7 class, failures by kind."""
+    kind = status_category(status)
+    if kind is StatusCategory.SUCCESS:
         return "stored"
-    if 0xB000 <= status <= 0xBFFF or status == 0x0107 or status == 0x0116:
+    if kind is StatusCategory.WARNING:
         return "warnings"
+    if kind is not StatusCategory.FAILURE:
+        return "other_failures"
     if 0xA700 <= status <= 0xA7FF:
         return "out_of_resources"
     if 0xA900 <= status <= 0xA9FF:
         return "does_not_match"
     if 0xC000 <= status <= 0xCFFF:
         return "cannot_understand"
-    if status == 0x0110:
+    if status == Status.PROCESSING_FAILURE:
         return "processing_failure"
     return "other_failures"
 

@@ -9,7 +9,6 @@ file, and the C-STORE-RSP carries the writer's status.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 from typing import TYPE_CHECKING
 
@@ -18,7 +17,7 @@ from hsscp.acse import AcceptorPolicy
 from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
 from hsscp.service import AcceptorService
-from hsscp.storage import Storage, StoreOutcome, StoreRequest
+from hsscp.storage import StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
 from workers.arena import Arena, Landing, StoreSink
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
@@ -28,13 +27,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hsscp.server")
 
-_OUT_OF_RESOURCES = {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-
 
 class StorageService(AcceptorService):
     """Stores every C-STORE through the writer pool (or discards it, with ``ignore``)."""
 
-    def __init__(self, *args, arena: Arena, storage: Storage, writers: WriterPool | None,
+    def __init__(self, *args, arena: Arena, storage: StorageBackend, writers: WriterPool | None,
                  stats: Stats, ignore: bool = False, inline_limit: int = 0, async_ops: int = 1,
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -145,6 +142,5 @@ def _valid_or_empty(ae_title: str) -> str:
 
 
 def _failure(exc: OSError) -> StoreOutcome:
-    if exc.errno in _OUT_OF_RESOURCES:
-        return StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment=errno.errorcode.get(exc.errno, ""))
-    return StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment=errno.errorcode.get(exc.errno or 0, "I/O error"))
+    """A failed spool write is answered as the storage backend answers a failed write."""
+    return os_error_outcome(exc)

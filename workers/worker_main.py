@@ -20,7 +20,7 @@ from typing import Any
 from hsscp import events
 from hsscp.protocol import AcceptorProtocol
 from hsscp.service import AcceptorService
-from hsscp.storage import Storage
+from hsscp.storage import StorageBackend
 from hsscp.transport import new_event_loop
 from workers.arena import Arena
 from workers.limits import SharedLimiter
@@ -49,7 +49,7 @@ class WorkerContext:
     graceful_timeout: float
     writer_paths: list[str] = field(default_factory=list)
     contexts: list | None = None  # supported contexts, when not the AE's own
-    storage: Storage | None = None
+    storage: StorageBackend | None = None
     spool_threshold: int = 4 * 1024 * 1024
     ignore: bool = False
     inline_limit: int = 0  # data sets up to this size are stored by the worker itself

@@ -16,12 +16,13 @@ import signal
 import socket
 from multiprocessing import resource_tracker, shared_memory
 
-from hsscp.storage import Storage, StoreOutcome
+from hsscp.dimse import Status
+from hsscp.storage import StorageBackend, StoreOutcome
 from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
 
 log = logging.getLogger("hsscp.writer")
 
-PROCESSING_FAILURE = 0x0110
+PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 
 
 class ArenaCache:
@@ -71,7 +72,7 @@ class _Connection:
 class Writer:
     """The job loop of one writer process."""
 
-    def __init__(self, socket_path: str, storage: Storage) -> None:
+    def __init__(self, socket_path: str, storage: StorageBackend) -> None:
         self.socket_path = socket_path
         self.storage = storage
         self.arenas = ArenaCache()
@@ -132,7 +133,7 @@ class Writer:
                 break
 
 
-def run_writer(socket_path: str, storage: Storage) -> None:
+def run_writer(socket_path: str, storage: StorageBackend) -> None:
     """Process entry point after fork; returns when told to stop (SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     writer = Writer(socket_path, storage)

@@ -15,6 +15,7 @@ import itertools
 import logging
 from collections.abc import Callable
 
+from hsscp.dimse import Status
 from hsscp.storage import StoreOutcome
 from workers.arena import StoreSink
 from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
@@ -22,7 +23,7 @@ from workers.messages import FrameReader, JobDone, SpoolJob, StoreJob, frame
 log = logging.getLogger("hsscp.worker")
 
 RECONNECT_DELAY = 0.2
-PROCESSING_FAILURE = 0x0110
+PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 
 Done = Callable[[StoreOutcome], None]
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from hsscp.errors import HsscpError
 from hsscp.loadgen.driver import Peer
 
 log = logging.getLogger("hsscp.loadgen")
@@ -27,7 +28,7 @@ log = logging.getLogger("hsscp.loadgen")
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
 
 
-class UsageError(Exception):
+class UsageError(HsscpError):
     """Bad flags or files: exit 2 with the message."""
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from hsscp import dimse, items
 from hsscp.acse import LocalIdentity, build_request, requestor_contexts
 from hsscp.engine import Engine, Role
-from hsscp.errors import LocalProtocolError
+from hsscp.errors import HsscpError, LocalProtocolError
 from hsscp.indications import (
     Aborted,
     AssociationAccepted,
@@ -43,7 +43,7 @@ _MAX_MESSAGE_ID = 0xFFFF
 _IN_MEMORY = (tuple, list, type(None))  # payloads sent in one go; anything else is read as it goes
 
 
-class AssociationError(Exception):
+class AssociationError(HsscpError):
     """An association failed; ``kind`` is what the report counts it as."""
 
     def __init__(self, kind: str, detail: str = "") -> None:

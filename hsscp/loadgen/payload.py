@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from hsscp.errors import InvalidInput
 from hsscp.loadgen import uidpatch
 from hsscp.loadgen.files import Instance, Route, locate_uids, read_range
 
@@ -24,7 +25,7 @@ READ_CHUNK = 1024 * 1024
 JOIN_LIMIT = 32 * 1024
 
 
-class PayloadError(ValueError):
+class PayloadError(InvalidInput):
     """A file cannot be sent as asked (e.g. its UIDs cannot be replaced)."""
 
 

@@ -1,8 +1,9 @@
 """Give a data set new Study/Series/SOP Instance UIDs without decoding it.
 
 The top-level elements are walked (implicit VR little endian, explicit VR
-little or big endian) only as far as (0020,000E); sequences and other
-elements of undefined length are skipped item by item. A copy is then the
+little or big endian) only as far as (0020,000E), with the raw walker of
+:mod:`hsscp.dataset_walk`; sequences and other elements of undefined length
+are skipped item by item. A copy is then the
 original bytes cut around the UID elements: each UID element gets a fresh
 header and value (padded with NUL to even length), so its length is right
 whatever the new UID's length, and the bytes in between are reused as
@@ -12,11 +13,26 @@ but still found in old files, is rewritten to match.
 
 from __future__ import annotations
 
-import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from hashlib import blake2b
+
+# The load generator names transfer syntaxes by the patcher's constants: re-exported.
+from hsscp.dataset_walk import (
+    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+    EXPLICIT_VR_BIG_ENDIAN,  # noqa: F401
+    IMPLICIT_VR_LITTLE_ENDIAN,  # noqa: F401
+    UNDEFINED_LENGTH,
+    Encoding,
+    MalformedDataset,
+    OutOfData,
+    element_end,
+    element_header,
+    tag_name,
+)
+from hsscp.dataset_walk import encoding_of as _encoding_of
+from hsscp.errors import HsscpError, InvalidInput
 
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
@@ -27,35 +43,18 @@ _LOCATED = (SOP_CLASS_UID, *TARGETS)
 _GROUP_LENGTHS = (0x00080000, 0x00200000)
 _LAST_TAG = SERIES_INSTANCE_UID  # elements come in tag order: nothing to find past it
 
-IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
-EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
-DEFLATED_TRANSFER_SYNTAXES = frozenset({"1.2.840.10008.1.2.1.99", "1.2.840.10008.1.2.8.1"})
+# Refused: the deflated data set syntax (PS3.5 A.5), and the deflated image frame one.
+DEFLATED_TRANSFER_SYNTAXES = frozenset({DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, "1.2.840.10008.1.2.8.1"})
 
 MODES = ("instance", "series", "study")
 
-_UNDEFINED = 0xFFFFFFFF
-_ITEM = 0xFFFEE000
-_ITEM_END = 0xFFFEE00D
-_SEQUENCE_END = 0xFFFEE0DD
-_LONG_VRS = frozenset({b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"})
 
-
-class PatchError(ValueError):
+class PatchError(InvalidInput):
     """The data set cannot have its UIDs replaced in place."""
 
 
-class NeedMoreData(Exception):
+class NeedMoreData(HsscpError):
     """The bytes given end before the walk could finish: read more and try again."""
-
-
-@dataclass(frozen=True, slots=True)
-class Encoding:
-    implicit: bool
-    little: bool
-
-    @property
-    def byte_order(self) -> str:
-        return "<" if self.little else ">"
 
 
 def encoding_of(transfer_syntax: str) -> Encoding:
@@ -65,7 +64,7 @@ def encoding_of(transfer_syntax: str) -> Encoding:
             "deflated data sets cannot have their UIDs replaced without inflating them; "
             "send deflated files without --new-uids"
         )
-    return Encoding(transfer_syntax == IMPLICIT_VR_LITTLE_ENDIAN, transfer_syntax != EXPLICIT_VR_BIG_ENDIAN)
+    return _encoding_of(transfer_syntax)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,64 +89,6 @@ class PatchPlan:
         return element.value if element is not None else ""
 
 
-class _Walker:
-    """Skips elements of one encoding; raises NeedMoreData at the end of the buffer."""
-
-    def __init__(self, buffer, encoding: Encoding) -> None:
-        self.buffer = buffer
-        self.encoding = encoding
-        order = encoding.byte_order
-        self.tag_length = struct.Struct(order + "HHI")
-        self.tag_vr = struct.Struct(order + "HH2s")
-        self.u16 = struct.Struct(order + "H")
-        self.u32 = struct.Struct(order + "I")
-
-    def need(self, end: int) -> None:
-        if end > len(self.buffer):
-            raise NeedMoreData
-
-    def header(self, pos: int, implicit: bool) -> tuple[int, int, int]:
-        """(tag, header length, value length) of the element at ``pos``."""
-        self.need(pos + 8)
-        group, element, length = self.tag_length.unpack_from(self.buffer, pos)
-        tag = group << 16 | element
-        if implicit or group == 0xFFFE:  # item and delimiter tags never carry a VR
-            return tag, 8, length
-        _, _, vr = self.tag_vr.unpack_from(self.buffer, pos)
-        if vr in _LONG_VRS:
-            self.need(pos + 12)
-            return tag, 12, self.u32.unpack_from(self.buffer, pos + 8)[0]
-        return tag, 8, self.u16.unpack_from(self.buffer, pos + 6)[0]
-
-    def vr_is_un(self, pos: int, implicit: bool) -> bool:
-        return not implicit and bytes(self.buffer[pos + 4 : pos + 6]) == b"UN"
-
-    def skip_undefined(self, pos: int, implicit: bool) -> int:
-        """Skip a sequence (or encapsulated pixel data) of undefined length; return the end."""
-        while True:
-            tag, header, length = self.header(pos, True)
-            pos += header
-            if tag == _SEQUENCE_END:
-                return pos
-            if tag != _ITEM:
-                raise PatchError(f"({tag >> 16:04X},{tag & 0xFFFF:04X}) where an item was expected")
-            pos = self.skip_item(pos, implicit) if length == _UNDEFINED else pos + length
-
-    def skip_item(self, pos: int, implicit: bool) -> int:
-        while True:
-            tag, header, length = self.header(pos, implicit)
-            if tag == _ITEM_END:
-                return pos + header
-            pos = self.skip_value(pos, header, length, implicit)
-
-    def skip_value(self, pos: int, header: int, length: int, implicit: bool) -> int:
-        if length != _UNDEFINED:
-            return pos + header + length
-        # A UN of undefined length holds an implicit VR little endian sequence (PS3.5 6.2.2).
-        nested_implicit = implicit or self.vr_is_un(pos, implicit)
-        return self.skip_undefined(pos + header, nested_implicit)
-
-
 def plan(buffer, transfer_syntax: str, complete: bool = True) -> PatchPlan:
     """Locate the UID elements in the data set bytes ``buffer``; it must have a SOP Instance UID.
 
@@ -166,48 +107,51 @@ def require_instance_uid(plan: PatchPlan) -> PatchPlan:
 def locate(buffer, transfer_syntax: str, complete: bool = True) -> PatchPlan:
     """Where the SOP Class, SOP Instance, Study and Series UIDs are, those that are there."""
     encoding = encoding_of(transfer_syntax)
-    walker = _Walker(buffer, encoding)
+    view = memoryview(buffer)
+    try:
+        uids, group_lengths, end, passed_last = _walk_to_last_uid(view, encoding)
+    except OutOfData:
+        if complete:
+            raise PatchError("data set ends in the middle of an element") from None
+        raise NeedMoreData from None
+    except MalformedDataset as error:
+        raise PatchError(str(error)) from None
+    if not complete and not passed_last:
+        raise NeedMoreData  # the UIDs wanted may still follow
+    return PatchPlan(encoding, uids, group_lengths, end)
+
+
+def _walk_to_last_uid(
+    view: memoryview, encoding: Encoding
+) -> tuple[dict[int, UidElement], dict[int, int], int, bool]:
+    """UID elements, group length offsets, the offset the walk stopped at, whether past the last UID."""
     uids: dict[int, UidElement] = {}
     group_lengths: dict[int, int] = {}
     pos = 0
-    passed_last = False
-    try:
-        while pos < len(buffer):
-            tag, header, length = walker.header(pos, encoding.implicit)
-            if tag > _LAST_TAG:
-                passed_last = True
-                break
-            if tag in _LOCATED or tag in _GROUP_LENGTHS:
-                if length == _UNDEFINED:
-                    raise PatchError(f"UID element ({tag >> 16:04X},{tag & 0xFFFF:04X}) has undefined length")
-                walker.need(pos + header + length)
-                value = bytes(buffer[pos + header : pos + header + length])
-                if tag in _GROUP_LENGTHS:
-                    group_lengths[tag >> 16] = pos + header
-                else:
-                    uids[tag] = UidElement(tag, pos, pos + header + length, value.rstrip(b"\0 ").decode("ascii", "replace"))
-            pos = walker.skip_value(pos, header, length, encoding.implicit)
-    except NeedMoreData:
-        if complete:
-            raise PatchError("data set ends in the middle of an element") from None
-        raise
-    except struct.error:
-        raise PatchError("data set ends in the middle of an element") from None
-    if not complete and not passed_last:
-        raise NeedMoreData  # the UIDs wanted may still follow
-    if pos > len(buffer):
-        raise PatchError("data set ends in the middle of an element")
-    return PatchPlan(encoding, uids, group_lengths, pos)
+    while pos < len(view):
+        tag, vr, length, start = element_header(view, pos, encoding)
+        if tag > _LAST_TAG:
+            return uids, group_lengths, pos, True
+        wanted = tag in _LOCATED or tag in _GROUP_LENGTHS
+        if wanted and length == UNDEFINED_LENGTH:
+            raise PatchError(f"UID element {tag_name(tag)} has undefined length")
+        end = element_end(view, pos, tag, vr, length, start, encoding)
+        if tag in _GROUP_LENGTHS:
+            group_lengths[tag >> 16] = start
+        elif tag in _LOCATED:
+            value = bytes(view[start:end]).rstrip(b"\0 ").decode("ascii", "replace")
+            uids[tag] = UidElement(tag, pos, end, value)
+        pos = end
+    return uids, group_lengths, pos, False
 
 
 def _uid_element(tag: int, uid: str, encoding: Encoding) -> bytes:
     value = uid.encode("ascii")
     if len(value) & 1:
         value += b"\0"
-    order = encoding.byte_order
     if encoding.implicit:
-        return struct.pack(order + "HHI", tag >> 16, tag & 0xFFFF, len(value)) + value
-    return struct.pack(order + "HH2sH", tag >> 16, tag & 0xFFFF, b"UI", len(value)) + value
+        return encoding.header.pack(tag >> 16, tag & 0xFFFF, len(value)) + value
+    return encoding.header.pack(tag >> 16, tag & 0xFFFF, b"UI", len(value)) + value
 
 
 def render(plan: PatchPlan, head: memoryview, new_uids: Mapping[int, str]) -> list:
@@ -225,7 +169,7 @@ def render(plan: PatchPlan, head: memoryview, new_uids: Mapping[int, str]) -> li
         encoded = _uid_element(tag, uid, plan.encoding)
         replacements.append((element.start, element.end, encoded))
         growth[tag >> 16] = growth.get(tag >> 16, 0) + len(encoded) - (element.end - element.start)
-    u32 = struct.Struct(plan.encoding.byte_order + "I")
+    u32 = plan.encoding.u32
     for group, offset in plan.group_length_offsets.items():
         if growth.get(group):
             old = u32.unpack_from(head, offset)[0]

@@ -1,4 +1,7 @@
-"""Part 10 files from received C-STORE data sets: layouts, UID checks, atomic writes.
+"""The local file system backend: Part 10 files from received C-STORE data sets.
+
+Implements :class:`hsscp.storage.backend.StorageBackend` with layouts, UID
+checks and atomic writes.
 
 A stored file is the preamble and a File Meta Information group built for
 the request, then the data set bytes exactly as received. It is written
@@ -19,26 +22,16 @@ import itertools
 import logging
 import os
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-
-import msgspec
 
 from hsscp.aet import normalize_ae_title
 from hsscp.dataset_peek import PeekError, peek_elements
 from hsscp.dimse import Status
 from hsscp.part10 import build_file_meta
+from hsscp.storage.backend import StoreOutcome, StoreRequest, failure, os_error_outcome
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
-
-__all__ = [
-    "PEEK_LIMIT",
-    "TEMP_DIR_NAME",
-    "FsyncPolicy",
-    "Layout",
-    "Storage",
-    "StoreOutcome",
-    "StoreRequest",
-]
 
 _log = logging.getLogger(__name__)
 
@@ -49,11 +42,6 @@ PEEK_LIMIT = 1024 * 1024
 
 _TEMP_SUFFIX = ".part"
 _TEMP_TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_OUT_OF_RESOURCES = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
-)
-# Error comments are LO (PS3.7 C.4: at most 64 characters).
-_COMMENT_LENGTH = 64
 
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
@@ -85,37 +73,10 @@ class FsyncPolicy(StrEnum):
     FILE_AND_DIR = "file+dir"  # also the directory entries: the rename and new folders
 
 
-class StoreRequest(msgspec.Struct, frozen=True, array_like=True):
-    """What a writer needs to store one C-STORE data set; travels between processes.
-
-    ``spool_path`` names a temporary file (from :meth:`Storage.temp_path`)
-    already holding the meta group and the data set; without it the data set
-    is a buffer handed over separately. Fields are plain ``str``: msgspec
-    cannot encode str subclasses such as pydicom's ``UID``.
-    """
-
-    sop_class_uid: str
-    sop_instance_uid: str
-    transfer_syntax: str
-    source_ae_title: str = ""
-    spool_path: str | None = None
-
-
-class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
-    """The result of a store: the C-STORE-RSP status, and where the file went."""
-
-    status: int
-    path: str = ""
-    error_comment: str = ""
-    bytes_written: int = 0
-
-
-def _failure(status: Status, comment: str) -> StoreOutcome:
-    return StoreOutcome(status, error_comment=comment[:_COMMENT_LENGTH])
-
-
 class Storage:
     """Writes Part 10 files into ``out_dir`` in a layout, atomically, with an fsync policy.
+
+    The local file system :class:`~hsscp.storage.backend.StorageBackend`.
 
     Safe to use from several threads and processes at once: temporary names
     are unique and ``os.replace`` is atomic, so concurrent stores of one SOP
@@ -200,16 +161,13 @@ class Storage:
             return target
         meta = self.meta_for(request)
         temp = self._temp_name("store")
-        try:
+
+        def write_and_install() -> StoreOutcome:
             self._write_file(temp, meta, views)
             self._install(temp, target)
-        except OSError as error:
-            _discard(temp)
-            return _os_failure(error, request)
-        except BaseException:
-            _discard(temp)
-            raise
-        return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + length)
+            return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + length)
+
+        return _consuming(temp, request, write_and_install)
 
     def store_spooled(
         self, request: StoreRequest, spool_path: str | os.PathLike[str], head: memoryview
@@ -221,28 +179,22 @@ class Storage:
         """
         spool = os.path.abspath(os.fspath(spool_path))
         if os.path.dirname(spool) != self._tmp:  # never rename or remove anything else
-            return _failure(Status.PROCESSING_FAILURE, "spool file outside the temporary folder")
+            return failure(Status.PROCESSING_FAILURE, "spool file outside the temporary folder")
+        return _consuming(spool, request, lambda: self._install_spooled(request, spool, head))
+
+    def _install_spooled(self, request: StoreRequest, spool: str, head: memoryview) -> StoreOutcome:
         rejected = self._check_request(request)
         if rejected is not None:
-            _discard(spool)
             return rejected
-        try:
-            size = os.stat(spool).st_size
-            head = memoryview(head)[:PEEK_LIMIT]
-            dataset_length = size - len(self.meta_for(request))
-            target = self._target(request, head, complete=len(head) >= dataset_length)
-            if isinstance(target, StoreOutcome):
-                _discard(spool)
-                return target
-            if self.fsync is not FsyncPolicy.NONE:
-                _fsync_path(spool, os.O_RDONLY)
-            self._install(spool, target)
-        except OSError as error:
-            _discard(spool)
-            return _os_failure(error, request)
-        except BaseException:
-            _discard(spool)
-            raise
+        size = os.stat(spool).st_size
+        head = memoryview(head)[:PEEK_LIMIT]
+        dataset_length = size - len(self.meta_for(request))
+        target = self._target(request, head, complete=len(head) >= dataset_length)
+        if isinstance(target, StoreOutcome):
+            return target
+        if self.fsync is not FsyncPolicy.NONE:
+            _fsync_path(spool, os.O_RDONLY)
+        self._install(spool, target)
         return StoreOutcome(Status.SUCCESS, target, bytes_written=size)
 
     def remove_temp_files(self, owner_pid: int | None = None) -> int:
@@ -273,12 +225,12 @@ class Storage:
             ("Transfer Syntax UID", request.transfer_syntax),
         ):
             if not is_valid_uid(uid):
-                return _failure(Status.CANNOT_UNDERSTAND, f"invalid {name} in the request")
+                return failure(Status.CANNOT_UNDERSTAND, f"invalid {name} in the request")
         if request.source_ae_title:
             try:
                 normalize_ae_title(request.source_ae_title)
             except (TypeError, ValueError):
-                return _failure(Status.PROCESSING_FAILURE, "invalid source AE title")
+                return failure(Status.PROCESSING_FAILURE, "invalid source AE title")
         return None
 
     def _target(
@@ -289,16 +241,16 @@ class Storage:
             found = peek_elements(head, request.transfer_syntax, self._wanted, complete=complete)
         except PeekError as error:
             # PeekError messages carry tags, offsets and VRs (repr), no wire text.
-            return _failure(Status.CANNOT_UNDERSTAND, str(error))
+            return failure(Status.CANNOT_UNDERSTAND, str(error))
         for tag, expected in (
             (SOP_CLASS_UID, request.sop_class_uid),
             (SOP_INSTANCE_UID, request.sop_instance_uid),
         ):
             actual = found.get(tag)
             if actual is None:
-                return _failure(_MISMATCH, f"data set lacks {_TAG_NAMES[tag]}")
+                return failure(_MISMATCH, f"data set lacks {_TAG_NAMES[tag]}")
             if actual != expected:
-                return _failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
+                return failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
         file_name = request.sop_instance_uid + ".dcm"
         if self.layout is Layout.FLAT:
             return os.path.join(self._out, file_name)
@@ -306,9 +258,9 @@ class Storage:
         for tag in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID):
             uid = found.get(tag)
             if uid is None:
-                return _failure(Status.CANNOT_UNDERSTAND, f"data set lacks {_TAG_NAMES[tag]}")
+                return failure(Status.CANNOT_UNDERSTAND, f"data set lacks {_TAG_NAMES[tag]}")
             if not is_valid_uid(uid):
-                return _failure(
+                return failure(
                     Status.CANNOT_UNDERSTAND, f"invalid {_TAG_NAMES[tag]} in the data set"
                 )
             folders.append(uid)
@@ -416,13 +368,26 @@ def _temp_owner(name: str) -> int | None:
     return int(parts[1])
 
 
+def _consuming(temp: str, request: StoreRequest, store: Callable[[], StoreOutcome]) -> StoreOutcome:
+    """Run ``store``, which moves the temporary file ``temp`` into place; on failure remove it.
+
+    An OSError becomes its status; anything else still removes the file.
+    """
+    try:
+        outcome = store()
+    except OSError as error:
+        _discard(temp)
+        return _os_failure(error, request)
+    except BaseException:
+        _discard(temp)
+        raise
+    if outcome.status != Status.SUCCESS:
+        _discard(temp)
+    return outcome
+
+
 def _os_failure(error: OSError, request: StoreRequest) -> StoreOutcome:
-    """The status for a failed write; the comment names the errno, never a path."""
-    name = errno.errorcode.get(error.errno, str(error.errno)) if error.errno else "unknown error"
-    if error.errno in _OUT_OF_RESOURCES:
-        status, comment = Status.OUT_OF_RESOURCES, f"out of resources: {name}"
-    else:
-        status, comment = Status.PROCESSING_FAILURE, f"cannot store the file: {name}"
-    # The SOP Instance UID was validated before anything was written.
-    _log.warning("store of %s failed: %s (%s)", request.sop_instance_uid, name, error.strerror)
-    return _failure(status, comment)
+    """The status for a failed write, logged; the SOP Instance UID was validated before."""
+    outcome = os_error_outcome(error)
+    _log.warning("store of %s failed: %s (%s)", request.sop_instance_uid, outcome.error_comment, error.strerror)
+    return outcome

@@ -1,0 +1,36 @@
+"""Storage of received data sets: the backend interface and the local file system backend.
+
+:mod:`hsscp.storage.backend` holds the contract (:class:`StorageBackend`)
+and the messages that cross processes; :mod:`hsscp.storage.local` the
+backend that writes Part 10 files.
+"""
+
+from hsscp.storage.backend import (
+    StorageBackend,
+    StoreOutcome,
+    StoreRequest,
+    failure,
+    os_error_outcome,
+)
+from hsscp.storage.local import (
+    PEEK_LIMIT,
+    TEMP_DIR_NAME,
+    FsyncPolicy,
+    Layout,
+    Storage,
+    write_all,
+)
+
+__all__ = [
+    "PEEK_LIMIT",
+    "TEMP_DIR_NAME",
+    "FsyncPolicy",
+    "Layout",
+    "Storage",
+    "StorageBackend",
+    "StoreOutcome",
+    "StoreRequest",
+    "failure",
+    "os_error_outcome",
+    "write_all",
+]
