@@ -317,7 +317,8 @@ class StoreSink:
         self._detach()
 
     def _fail(self, exc: OSError) -> None:
-        self.error = exc
+        # Kept without its traceback: the frames would pin views of the slot (and the arena).
+        self.error = exc.with_traceback(None)
         self.discard()
 
     def _let_go_of_slot(self) -> None:
