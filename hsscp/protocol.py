@@ -13,18 +13,22 @@ own state (admission, window, contexts, API object): only it writes them,
 applying what the service returns.
 
 Backpressure: the peer may have ``window`` requests outstanding, what we
-granted. Reading from the transport pauses while a complete request waits
-because the window is full, and while the transport's write buffer is over
-its high-water mark (a peer that does not read its responses); it resumes
-when both clear. The engine parses a whole read at once, so what a peer
-can make us hold past its window is what one read brings (at most
-``READ_BUFFER_SIZE`` bytes, or one arena slot). One association therefore
-holds at most: ``window`` requests being performed, the requests completed
-by one read, and one partly received; in a worker's arena that is its
-landing slot plus one slot or spool file per such data set (a spool file
-only for a data set larger than half a slot, or while no slot is free),
-and in memory the read buffer, 64 KiB of head per spooled data set, and
-the write buffer up to its high-water mark plus the responses owed.
+granted. Reading pauses while a complete request waits because the window
+is full, and while the transport's write buffer is over its high-water
+mark (a peer that does not read its responses); it resumes when both
+clear. The engine parses a whole read at once, so past its window a peer
+gets in only what one read brings: at most ``READ_BUFFER_SIZE`` bytes, or
+one arena slot. The bound for one association is then:
+
+- requests held: the ``window`` being performed (at most
+  ``service.MAX_WINDOW``), those one read completed past it, and the one
+  partly received;
+- arena: its landing slot, plus at most one slot per data set held (most
+  share one);
+- spool files: one per data set held that outgrew its slot (or arrived
+  while no slot was free);
+- memory: the read buffer, 64 KiB of head per spooled data set, and the
+  write buffer up to its high-water mark plus the responses owed.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from hsscp import dimse, events
 from hsscp.accepted import AcceptedAssociation
-from hsscp.acse import AcceptorPolicy, answer_request
+from hsscp.acse import AcceptorPolicy, Answer, answer_request
 from hsscp.aet import safe_for_log
 from hsscp.indications import Aborted, MessageReceived
 from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
@@ -124,14 +124,19 @@ class AcceptorService:
         if answer.rejection is not None:
             if not at_capacity:
                 self.limiter.release()
-            rj = answer.rejection
-            log.info(
-                "rejecting association from %s (calling %s): result %d source %d reason %d",
-                protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
-            )
-            assoc.rejected(rj)
-            self.handlers.notify(assoc, events.EVT_REJECTED)
-            return Admission(rejection=rj)
+            return self._rejected(protocol, request, answer.rejection)
+        return self._accepted(assoc, answer)
+
+    def _rejected(self, protocol: AcceptorProtocol, request: AAssociateRQ, rj: AAssociateRJ) -> Admission:
+        log.info(
+            "rejecting association from %s (calling %s): result %d source %d reason %d",
+            protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
+        )
+        protocol.assoc.rejected(rj)
+        self.handlers.notify(protocol.assoc, events.EVT_REJECTED)
+        return Admission(rejection=rj)
+
+    def _accepted(self, assoc: AcceptedAssociation, answer: Answer) -> Admission:
         granted = answer.response.user_information.async_operations_window
         # What we granted: how many requests the peer may have outstanding.
         window = (granted.max_performed or MAX_WINDOW) if granted is not None else 1
