@@ -7,8 +7,28 @@ SCP; see :mod:`workers.arena`) and the engine parses it in place. Dataset
 bytes are then recorded where they landed, or copied once into the sink.
 
 What to do with a request, a message or a timeout is the service's
-business (:class:`hsscp.service.AcceptorService`); this class only moves
-bytes, runs the timers and keeps DIMSE replies in order.
+business (:class:`hsscp.service.AcceptorService`); this class moves bytes,
+runs the timers, keeps DIMSE replies in order, and keeps the association's
+own state (admission, window, contexts, API object): only it writes them,
+applying what the service returns.
+
+Backpressure: the peer may have ``window`` requests outstanding, what we
+granted. Reading pauses while a complete request waits because the window
+is full, and while the transport's write buffer is over its high-water
+mark (a peer that does not read its responses); it resumes when both
+clear. The engine parses a whole read at once, so past its window a peer
+gets in only what one read brings: at most ``READ_BUFFER_SIZE`` bytes, or
+one arena slot. The bound for one association is then:
+
+- requests held: the ``window`` being performed (at most
+  ``service.MAX_WINDOW``), those one read completed past it, and the one
+  partly received;
+- arena: its landing slot, plus at most one slot per data set held (most
+  share one);
+- spool files: one per data set held that outgrew its slot (or arrived
+  while no slot was free);
+- memory: the read buffer, 64 KiB of head per spooled data set, and the
+  write buffer up to its high-water mark plus the responses owed.
 """
 
 from __future__ import annotations
@@ -30,7 +50,9 @@ from hsscp.indications import (
 )
 
 if TYPE_CHECKING:
-    from hsscp.service import AcceptorService
+    from hsscp.accepted import AcceptedAssociation
+    from hsscp.presentation import PresentationContextTuple
+    from hsscp.service import AcceptorService, Admission
 
 log = logging.getLogger("hsscp.server")
 
@@ -45,15 +67,18 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory_for(self))
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
-        self.assoc = None  # the API-level Association handlers see, made by the service
-        self.holds_slot = False
-        self.contexts: dict = {}  # accepted context id -> PresentationContextTuple
+        # The association's state, written by this class only (others read it).
+        self.assoc: AcceptedAssociation | None = None  # what handlers see, made by the service
+        self.holds_slot = False  # admitted: an association slot is ours until the connection closes
+        self.contexts: dict[int, PresentationContextTuple] = {}  # accepted context ID -> context
+        self.window = 1  # DIMSE requests we perform at once: the negotiated async operations window
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
         # Where reads land: straight into shared memory the writers read, when the service has it.
         self.landing = service.landing_for(self, self._buffer)
         self._pending: deque[MessageReceived] = deque()  # DIMSE requests awaiting their turn
-        self.window = 1  # DIMSE requests we perform at once: the negotiated async operations window
         self._in_flight = 0
+        self._write_blocked = False  # the transport's write buffer is over its high-water mark
+        self._reading_paused = False
         self._starting = False
         self._release_asked = False
         self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
@@ -72,7 +97,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             # A request/response protocol stalls ~40 ms a message without it.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peer = transport.get_extra_info("peername") or ("", 0)
-        self.service.connection_opened(self)
+        self.assoc = self.service.connection_opened(self)
         self._after(self.engine.connection_made())
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -98,11 +123,20 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         indications = self.engine.connection_lost()
         if self.landing is not None:
             self.landing.close()
-        self._pending.clear()
+        self._drop_pending()
         for indication in indications:
             self.service.aborted(self, indication)
-        self.service.connection_closed(self)
+        held, self.holds_slot = self.holds_slot, False
+        self.service.connection_closed(self, held)
         self.transport = None
+
+    def pause_writing(self) -> None:
+        self._write_blocked = True  # the peer is not reading what we send: read no more from it
+        self._pace_reading()
+
+    def resume_writing(self) -> None:
+        self._write_blocked = False
+        self._pace_reading()
 
     # -- driving the engine ------------------------------------------------------
 
@@ -112,16 +146,51 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             if isinstance(indication, MessageReceived):
                 self._pending.append(indication)
             elif isinstance(indication, AssociationRequested):
-                self.service.association_requested(self, indication.request)
+                self._answer_association(indication.request)
             elif isinstance(indication, ReleaseRequested | ReleaseConfirmed):
                 # An acceptor never asks for release itself, but answers a collision all the same.
                 self._release_asked = True
             elif isinstance(indication, Aborted):
-                self._pending.clear()
+                self._drop_pending()
                 self.service.aborted(self, indication)
         self._start_messages()
         self._answer_release()
         self.flush()
+        self._pace_reading()
+
+    def _answer_association(self, request) -> None:
+        """Ask the service to admit the peer, and apply its answer."""
+        admission: Admission | None = self.service.association_requested(self, request)
+        if admission is None:
+            return
+        if admission.response is not None:
+            self.holds_slot = True
+            self.window = admission.window
+            self.contexts = admission.contexts
+            self.send(self.engine.accept(admission.response))
+        elif admission.rejection is not None:
+            rj = admission.rejection
+            self.send(self.engine.reject(rj.result, rj.source, rj.reason))
+        else:
+            self.abort()
+
+    def _drop_pending(self) -> None:
+        """The association ended with requests still waiting: what they hold goes back."""
+        pending = self._pending
+        while pending:
+            self.service.request_dropped(pending.popleft())
+
+    def _pace_reading(self) -> None:
+        """Read only while the peer keeps within its window and reads what we send."""
+        paused = self._write_blocked or bool(self._pending)
+        transport = self.transport
+        if paused is self._reading_paused or transport is None or transport.is_closing():
+            return
+        self._reading_paused = paused
+        if paused:
+            transport.pause_reading()
+        else:
+            transport.resume_reading()
 
     def flush(self) -> None:
         transport = self.transport
@@ -133,7 +202,12 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             transport.writelines(output)
         if self.engine.close_requested:
             self._cancel_timer()
-            transport.close()
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size():
+                transport.abort()  # close() would wait for a peer that reads nothing: for ever
+            else:
+                transport.close()
         else:
             self._schedule_timer()
 
@@ -164,6 +238,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._start_messages()
         self._answer_release()
         self.flush()
+        self._pace_reading()
 
     def _answer_release(self) -> None:
         """A-RELEASE-RP goes out only after the responses owed for what came before it."""
@@ -208,7 +283,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._timer_kind = ""
 
     def _timer_fired(self) -> None:
-        if self._timer_kind == "network" and self._active:  # data came: wait a full period more
+        # Data came, or we are the ones not reading (the window is full): wait a full period more.
+        if self._timer_kind == "network" and (self._active or self._pending):
             self._active = False
             self._deadline = self._loop.time() + self.service.network_timeout
         now = self._loop.time()

@@ -4,6 +4,10 @@ The protocol moves bytes; this decides: admit or reject an association
 (the AE's settings read at the time of each request, as pynetdicom does),
 run the user's C-ECHO/C-STORE handlers off the event loop, and tell the
 handlers about the association's life. One instance per server.
+
+What belongs to one association (its slot, window, contexts, API object)
+is the protocol's to keep: the service *returns* it (an :class:`Admission`,
+the :class:`AcceptedAssociation`) and never sets attributes on a protocol.
 """
 
 from __future__ import annotations
@@ -12,14 +16,15 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from hsscp import dimse, events
 from hsscp.accepted import AcceptedAssociation
-from hsscp.acse import AcceptorPolicy, answer_request
+from hsscp.acse import AcceptorPolicy, Answer, answer_request
 from hsscp.aet import safe_for_log
 from hsscp.indications import Aborted, MessageReceived
-from hsscp.pdu import AAssociateRQ
+from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
 from hsscp.presentation import ContextResult, PresentationContext, PresentationContextTuple
 
 if TYPE_CHECKING:
@@ -28,6 +33,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("hsscp.server")
 
 MAX_WINDOW = 256  # what "0 = unlimited" outstanding requests means in practice
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The answer to an A-ASSOCIATE-RQ, for the protocol to apply.
+
+    With ``response``: accepted; the association holds an association slot
+    until its connection closes, and performs up to ``window`` requests at
+    once on ``contexts`` (accepted context ID -> PresentationContextTuple).
+    With ``rejection``: rejected. With neither: no answer could be made; abort.
+    """
+
+    response: AAssociateAC | None = None
+    rejection: AAssociateRJ | None = None
+    contexts: dict[int, PresentationContextTuple] = field(default_factory=dict)
+    window: int = 1
+
+
+CANNOT_ANSWER = Admission()
 
 
 class AcceptorService:
@@ -73,19 +97,22 @@ class AcceptorService:
 
     # -- life of a connection ---------------------------------------------------
 
-    def connection_opened(self, protocol: AcceptorProtocol) -> None:
+    def connection_opened(self, protocol: AcceptorProtocol) -> AcceptedAssociation:
+        """A peer connected: the API association its handlers will see, for the protocol to keep."""
         self.protocols.add(protocol)
-        protocol.assoc = self.new_association(protocol)
-        self.handlers.notify(protocol.assoc, events.EVT_CONN_OPEN, address=protocol.peer)
+        assoc = self.new_association(protocol)
+        self.handlers.notify(assoc, events.EVT_CONN_OPEN, address=protocol.peer)
+        return assoc
 
-    def association_requested(self, protocol: AcceptorProtocol, request: AAssociateRQ) -> None:
+    def association_requested(self, protocol: AcceptorProtocol, request: AAssociateRQ) -> Admission | None:
+        """Admit or reject; None when there is nothing left to answer."""
         assoc = protocol.assoc
         assoc.requested(request)
         self.handlers.notify(assoc, events.EVT_REQUESTED)
         if not protocol.engine.awaits_answer:
             # The same read carried more after the request (P-DATA before our answer,
             # say) and the engine has already aborted as PS3.8 says: nothing to answer.
-            return
+            return None
         at_capacity = not self.limiter.try_acquire()
         try:
             answer = answer_request(request, self.policy(), at_capacity)
@@ -93,28 +120,29 @@ class AcceptorService:
             log.exception("cannot answer the association request from %s", protocol.peer[0])
             if not at_capacity:
                 self.limiter.release()
-            protocol.abort()
-            return
+            return CANNOT_ANSWER
         if answer.rejection is not None:
             if not at_capacity:
                 self.limiter.release()
-            rj = answer.rejection
-            log.info(
-                "rejecting association from %s (calling %s): result %d source %d reason %d",
-                protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
-            )
-            protocol.send(protocol.engine.reject(rj.result, rj.source, rj.reason))
-            assoc.rejected(rj)
-            self.handlers.notify(assoc, events.EVT_REJECTED)
-            return
-        protocol.holds_slot = True
-        window = answer.response.user_information.async_operations_window
-        if window is not None:  # what we granted: how many requests the peer may have outstanding
-            protocol.window = window.max_performed or MAX_WINDOW
+            return self._rejected(protocol, request, answer.rejection)
+        return self._accepted(assoc, answer)
+
+    def _rejected(self, protocol: AcceptorProtocol, request: AAssociateRQ, rj: AAssociateRJ) -> Admission:
+        log.info(
+            "rejecting association from %s (calling %s): result %d source %d reason %d",
+            protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
+        )
+        protocol.assoc.rejected(rj)
+        self.handlers.notify(protocol.assoc, events.EVT_REJECTED)
+        return Admission(rejection=rj)
+
+    def _accepted(self, assoc: AcceptedAssociation, answer: Answer) -> Admission:
+        granted = answer.response.user_information.async_operations_window
+        # What we granted: how many requests the peer may have outstanding.
+        window = (granted.max_performed or MAX_WINDOW) if granted is not None else 1
         if self.stats is not None:
             self.stats.add("associations")
-        protocol.send(protocol.engine.accept(answer.response))
-        protocol.contexts = {
+        contexts = {
             pc.context_id: PresentationContextTuple(pc.context_id, pc.abstract_syntax, pc.transfer_syntax[0])
             for pc in answer.contexts
             if pc.result == ContextResult.ACCEPTANCE
@@ -123,6 +151,7 @@ class AcceptorService:
         self.ae._register(assoc)
         self.handlers.notify(assoc, events.EVT_ACCEPTED)
         self.handlers.notify(assoc, events.EVT_ESTABLISHED)
+        return Admission(answer.response, contexts=contexts, window=window)
 
     def released(self, protocol: AcceptorProtocol) -> None:
         protocol.assoc.ended("released")
@@ -133,10 +162,10 @@ class AcceptorService:
         protocol.assoc.ended("aborted")
         self.handlers.notify(protocol.assoc, events.EVT_ABORTED)
 
-    def connection_closed(self, protocol: AcceptorProtocol) -> None:
+    def connection_closed(self, protocol: AcceptorProtocol, held_slot: bool) -> None:
+        """The connection is gone; ``held_slot``: it was admitted, so its slot comes back."""
         self.protocols.discard(protocol)
-        if protocol.holds_slot:
-            protocol.holds_slot = False
+        if held_slot:
             self.limiter.release()
             self.ae._unregister(protocol.assoc)
         protocol.assoc.ended("closed")
@@ -159,6 +188,9 @@ class AcceptorService:
             protocol.abort()
             return
         self.run_handler(protocol, message.context_id, command, event, attrs)
+
+    def request_dropped(self, message: MessageReceived) -> None:
+        """A request the association ended before performing: give back what its data set holds."""
 
     def run_handler(self, protocol: AcceptorProtocol, context_id: int, command, event, attrs: dict) -> None:
         """The user's handler runs on a worker thread: a slow one must not stall the loop."""

@@ -8,40 +8,39 @@ byte: no attack may cost the server its service.
 
 from __future__ import annotations
 
-import contextlib
-import itertools
 import random
 import select
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from hsscp import dimse, items, pdu
-from hsscp.engine import Engine, Role
 from hsscp.errors import AbortReason, AbortSource
-from hsscp.indications import AssociationAccepted
 
 from .datagen import (
     CT_IMAGE_STORAGE,
-    dataset_of,
     instance,
     stored_files,
     temp_files,
     write_instance,
 )
-from .engine_pair import associate_rq
-from .hsscp_process import RunningSCP, hsscp_storescp
 from .peers import dcmtk_env, require_binary
+from .raw_peers import (
+    EXPLICIT_LE,
+    HOST,
+    IMPLICIT_LE,
+    MAX_PDU,
+    VERIFICATION,
+    Requestor,
+    connect,
+    serving,
+    split,
+    storescu_is_served,
+    studies,
+)
 
-HOST = "127.0.0.1"
-VERIFICATION = "1.2.840.10008.1.1"
-IMPLICIT_LE = "1.2.840.10008.1.2"
-EXPLICIT_LE = "1.2.840.10008.1.2.1"
-MAX_PDU = 16384
 ACSE_TIMEOUT = 1.0
 NETWORK_TIMEOUT = 2.0
 # The server closes a connection it gave up on one ACSE (ARTIM) timeout later;
@@ -51,29 +50,9 @@ SERVER_ARGS = (
     "-ta", str(ACSE_TIMEOUT), "-tn", str(NETWORK_TIMEOUT), "--max-pdu", str(MAX_PDU),
     "--layout", "flat", "--spool-threshold", "64K",
 )
-_studies = itertools.count(100)  # each service check stores instances no earlier check stored
 
 
 # -- the running server and the check after every attack -------------------------
-
-
-@contextlib.contextmanager
-def serving(out: Path, *args: str, workers: int = 2, writers: int = 1) -> Iterator[RunningSCP]:
-    """``hsscp_storescp``, started again on another port if something took the free one first.
-
-    A short graceful timeout comes first (``args`` may override it): a test that fails
-    with an association open must not wait the default 30 s for the server to stop.
-    """
-    for attempt in range(3):
-        started = False
-        try:
-            with hsscp_storescp(out, "--graceful-timeout", "2", *args, workers=workers, writers=writers) as running:
-                started = True
-                yield running
-            return
-        except RuntimeError as exc:
-            if started or attempt == 2 or "before listening" not in str(exc):
-                raise
 
 
 @pytest.fixture(scope="module")
@@ -82,45 +61,7 @@ def scp(tmp_path_factory):
         yield running
 
 
-def storescu_is_served(scp: RunningSCP, folder: Path, count: int = 3) -> None:
-    """A normal DCMTK storescu succeeds at once and its files are stored byte for byte."""
-    study = next(_studies)
-    source = folder / f"check-{study}"
-    source.mkdir(parents=True)
-    paths = [write_instance(source, instance(i, pixel_bytes=1024, study=study)) for i in range(1, count + 1)]
-    started = time.monotonic()
-    done = subprocess.run(
-        [require_binary("storescu"), "-R", "-to", "10", "-ta", "10", "-td", "10", HOST, str(scp.port), *map(str, paths)],
-        env=dcmtk_env(), capture_output=True, text=True, timeout=60,
-    )
-    elapsed = time.monotonic() - started
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert elapsed < 10, f"storescu needed {elapsed:.1f} s"
-    stored = stored_files(scp.out)
-    for path in paths:
-        assert path.stem in stored, f"{path.stem} was not stored"
-        assert dataset_of(stored[path.stem]) == dataset_of(path)
-
-
 # -- raw peers ---------------------------------------------------------------------
-
-
-def connect(port: int) -> socket.socket:
-    sock = socket.create_connection((HOST, port), timeout=10)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def split(data: bytes) -> tuple[list, bytes]:
-    """Decode the complete PDUs at the start of ``data``; return them and the bytes left."""
-    pdus, offset = [], 0
-    while len(data) - offset >= 6:
-        end = offset + 6 + int.from_bytes(data[offset + 2 : offset + 6], "big")
-        if end > len(data):
-            break
-        pdus.append(pdu.decode_pdu(data[offset:end]))
-        offset = end
-    return pdus, data[offset:]
 
 
 def first_answer(sock: socket.socket) -> pdu.PDU:
@@ -197,44 +138,6 @@ def command_pdata(command, context_id: int = 1) -> bytes:
     return pdu.encode_pdu(pdu.PDataTF([pdu.PDV(context_id, 0x03, dimse.encode_command(command))]))
 
 
-class Requestor:
-    """A requestor engine on a blocking socket: legitimate PDUs from the engine, the rest by hand."""
-
-    def __init__(self, port: int, contexts=((CT_IMAGE_STORAGE, (EXPLICIT_LE,)),), calling: str = "TEST-SCU") -> None:
-        request = associate_rq(list(contexts), MAX_PDU)
-        request.calling_ae_title = calling
-        self.engine = Engine(Role.REQUESTOR)
-        self.engine.request_association(request)
-        self.sock = connect(port)
-        self.engine.connection_made()
-
-    def send(self, *buffers) -> None:
-        self.sock.sendall(b"".join(bytes(b) for b in [*buffers, *self.engine.pop_output()]))
-
-    def receive(self, kind, timeout: float = 10.0) -> list:
-        """Indications up to and including the first of ``kind`` (a class or a tuple of them)."""
-        indications: list = []
-        self.sock.settimeout(timeout)
-        while not any(isinstance(i, kind) for i in indications):
-            data = self.sock.recv(65536)
-            assert data, f"connection closed while waiting for {kind!r}: {indications}"
-            indications += self.engine.receive_data(data)
-        return indications
-
-    def associate(self) -> Requestor:
-        self.send()
-        self.receive(AssociationAccepted)
-        return self
-
-    def store_wire(self, path: Path, message_id: int = 1) -> bytes:
-        """A whole C-STORE (command and data set) as the engine would send it."""
-        request = dimse.CStoreRQ(message_id, CT_IMAGE_STORAGE, path.stem)
-        return b"".join(bytes(b) for b in self.engine.send_message(1, request, dataset_of(path)))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 # -- garbage and lying lengths -----------------------------------------------------
 
 
@@ -305,7 +208,7 @@ def test_pdata_over_the_negotiated_maximum_is_aborted_with_reason_6(scp, tmp_pat
 @pytest.mark.parametrize("size", [32 * 1024, 1024 * 1024], ids=["in-memory", "spooled"])
 @pytest.mark.parametrize("how", ["dropped", "aborted"])
 def test_cstore_cut_mid_dataset_leaves_no_file(scp, tmp_path, how, size):
-    path = write_instance(tmp_path, instance(1, pixel_bytes=size, study=next(_studies)))
+    path = write_instance(tmp_path, instance(1, pixel_bytes=size, study=next(studies)))
     peer = Requestor(scp.port).associate()
     wire = peer.store_wire(path)
     peer.sock.sendall(wire[: len(wire) // 2])
@@ -528,7 +431,7 @@ def test_release_rq_right_after_a_c_store_still_gets_the_c_store_rsp(scp, tmp_pa
     answers the release: the pending response must go out first, or the
     peer never learns that an instance the server did store was stored.
     """
-    path = write_instance(tmp_path, instance(1, pixel_bytes=4096, study=next(_studies)))
+    path = write_instance(tmp_path, instance(1, pixel_bytes=4096, study=next(studies)))
     peer = Requestor(scp.port).associate()
     peer.sock.sendall(peer.store_wire(path) + pdu.encode_pdu(pdu.AReleaseRQ()))
     answer, closed, _ = read_until_closed(peer.sock)

@@ -10,10 +10,15 @@ never copied in user space. A dataset is a list of segments of the slot
 Bytes that did not land in the association's slot (the first fragment of
 a message that arrived in the read that completed the previous one, or
 reads made while no slot was free) are copied once into it. A dataset that
-outgrows its slot is streamed to a spool file instead, meta group first,
+outgrows its slot goes on in a spool file instead (:mod:`workers.spool`),
 so a worker's memory stays bounded whatever the size of an instance.
-Slots are reference counted: the landing, an unfinished dataset, and each
-store job in flight hold one; a slot is reused once nothing holds it.
+
+Three jobs, three classes: the :class:`Arena` allocates and reference
+counts slots (the landing, an unfinished dataset, and each store job in
+flight hold one; a slot is reused once nothing holds it); the
+:class:`Landing` picks where the next read goes; the :class:`StoreSink`
+decides where each dataset's bytes go (left in place, copied into the
+slot, or appended to its spool file).
 """
 
 from __future__ import annotations
@@ -23,11 +28,10 @@ import os
 import secrets
 from multiprocessing import shared_memory
 
-from hsscp.storage import StorageBackend, StoreRequest, write_all
+from hsscp.storage import StorageBackend, StoreRequest
+from workers.spool import SpoolFile
 
-SPOOL_HEAD = 64 * 1024  # what the UID checks need of a spooled dataset
 MIN_ROOM = 64 * 1024  # a slot with less free room than this is not read into
-MAX_PENDING = 256  # spool writes batched at most this many fragments at a time
 
 _c_char_at = ctypes.c_char.from_buffer
 _address_of = ctypes.addressof
@@ -146,7 +150,7 @@ class Landing:
     def read_done(self) -> None:
         """After the bytes of a read are parsed: nothing may point into them any more."""
         sink = self.sink
-        if sink is not None and sink.spool_fd is not None:
+        if sink is not None and sink.spool is not None:
             sink.flush()
         if self.slot is not None and self.arena.refs[self.slot] == 1:
             self.pos = 0  # nothing else lives in the slot: start it over
@@ -191,10 +195,7 @@ class Landing:
 class StoreSink:
     """A dimse.DatasetSink recording where its dataset landed, spilling to a spool file past a slot."""
 
-    __slots__ = (
-        "landing", "arena", "storage", "request", "slot", "segments", "length",
-        "spool_path", "spool_fd", "pending", "head", "error",
-    )  # fmt: skip
+    __slots__ = ("landing", "arena", "storage", "request", "slot", "segments", "length", "spool", "error")
 
     def __init__(self, landing: Landing, storage: StorageBackend, request: StoreRequest) -> None:
         self.landing = landing
@@ -204,14 +205,22 @@ class StoreSink:
         self.slot: int | None = None
         self.segments: list[list[int]] = []  # [offset in the slot, length]
         self.length = 0
-        self.spool_path: str | None = None
-        self.spool_fd: int | None = None
-        self.pending: list[memoryview] = []  # fragments of this read not yet in the spool file
-        self.head = b""
+        self.spool: SpoolFile | None = None
         # A failed spool write (disk full, ...) is answered with a failure status
         # when the message completes; the rest of the dataset is read and dropped.
+        # Every failure discards, so a sink with an error holds no slot and no spool.
         self.error: OSError | None = None
         landing.sink = self
+
+    @property
+    def spool_path(self) -> str | None:
+        """The spool file holding the dataset, if it spilled."""
+        return None if self.spool is None else self.spool.path
+
+    @property
+    def head(self) -> bytes:
+        """The first bytes of a spooled dataset, for the UID checks."""
+        return b"" if self.spool is None else self.spool.head
 
     def write(self, data: memoryview) -> None:
         if self.error is not None or not data:
@@ -219,14 +228,13 @@ class StoreSink:
         try:
             self._write(data)
         except OSError as exc:
-            self.error = exc
-            self.discard()
+            self._fail(exc)
 
     def _write(self, data: memoryview) -> None:
         n = len(data)
         self.length += n
-        if self.spool_fd is not None:
-            self._to_spool(data)
+        if self.spool is not None:
+            self.spool.append(data)
             return
         landing = self.landing
         where = self.arena.locate(data)
@@ -240,7 +248,7 @@ class StoreSink:
                 self._add(landing.slot, offset, n)
                 return
         self.spill()
-        self._to_spool(data)
+        self.spool.append(data)
 
     def _add(self, slot: int, offset: int, n: int) -> None:
         if self.slot is None:
@@ -272,13 +280,7 @@ class StoreSink:
 
     def spill(self) -> None:
         """Move what is held in the slot to a spool file; later bytes go straight there."""
-        path = str(self.storage.temp_path(f"w{os.getpid()}"))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        self.spool_path, self.spool_fd = path, fd
-        held = self.views() if self.slot is not None else []
-        write_all(fd, [memoryview(self.storage.meta_for(self.request)), *held])
-        for view in held:
-            self._keep_head(view)
+        self.spool = SpoolFile(self.storage, self.request, self.views())
         self._let_go_of_slot()
 
     def spill_or_fail(self) -> None:
@@ -286,34 +288,20 @@ class StoreSink:
         try:
             self.spill()
         except OSError as exc:
-            self.error = exc
-            self.discard()
-
-    def _to_spool(self, data: memoryview) -> None:
-        self._keep_head(data)
-        self.pending.append(data)
-        if len(self.pending) >= MAX_PENDING:
-            self.flush()
-
-    def _keep_head(self, data: memoryview) -> None:
-        if len(self.head) < SPOOL_HEAD:
-            self.head += bytes(data[: SPOOL_HEAD - len(self.head)])
+            self._fail(exc)
 
     def flush(self) -> None:
         """Write the fragments of this read to the spool file (before the read buffer is reused)."""
-        pending, self.pending = self.pending, []
         try:
-            write_all(self.spool_fd, pending)
+            self.spool.flush()
         except OSError as exc:
-            self.error = exc
-            self.discard()
+            self._fail(exc)
 
     def finish(self) -> StoreSink:
-        if self.spool_fd is not None and self.error is None:
+        if self.spool is not None:
             self.flush()
-        if self.spool_fd is not None:
-            os.close(self.spool_fd)
-            self.spool_fd = None
+        if self.spool is not None:  # still there: the flush worked
+            self.spool.close()
         self._detach()
         return self
 
@@ -323,17 +311,15 @@ class StoreSink:
     def discard(self) -> None:
         """Forget the dataset: give back its slot, remove any spool file."""
         self._let_go_of_slot()
-        self.pending = []
-        if self.spool_fd is not None:
-            os.close(self.spool_fd)
-            self.spool_fd = None
-        if self.spool_path is not None:
-            try:
-                os.unlink(self.spool_path)
-            except FileNotFoundError:
-                pass  # the writer already renamed it into place
-            self.spool_path = None
+        if self.spool is not None:
+            self.spool.remove()
+            self.spool = None
         self._detach()
+
+    def _fail(self, exc: OSError) -> None:
+        # Kept without its traceback: the frames would pin views of the slot (and the arena).
+        self.error = exc.with_traceback(None)
+        self.discard()
 
     def _let_go_of_slot(self) -> None:
         if self.slot is not None:

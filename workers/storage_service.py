@@ -101,6 +101,10 @@ class StorageService(AcceptorService):
 
         self.writers.submit(sink, stored)
 
+    def request_dropped(self, message: MessageReceived) -> None:
+        if isinstance(message.dataset, StoreSink):
+            message.dataset.discard()  # its slot reference and spool file, else held for ever
+
     def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome) -> None:
         self.stats.count(outcome.status, outcome.bytes_written)
         protocol.reply(
