@@ -12,10 +12,10 @@ import pytest
 
 from hsscp.storage import Storage, StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
 from hsscp.storage.backend import failure
-from workers import arena, storage_service, worker_main, writer_main
+from workers import arena, spool, storage_service, worker_main, writer_main
 
 # The modules that store through a backend (the supervisor builds the local one).
-CLIENTS = (arena, storage_service, writer_main, worker_main)
+CLIENTS = (arena, spool, storage_service, writer_main, worker_main)
 PROTOCOL_METHODS = {name for name, value in vars(StorageBackend).items() if inspect.isfunction(value)} - {
     "__init__",
     "__subclasshook__",
