@@ -30,6 +30,7 @@ SANS_IO = (
     "hsscp.dimse",
     "hsscp.indications",
     "hsscp.errors",
+    "hsscp.proxy_protocol",
 )
 
 
