@@ -206,7 +206,9 @@ class HookRunner:
         env: Mapping[str, str] | None = None,
     ) -> None:
         if concurrency < 1 or queue_size < 0 or timeout <= 0 or kill_grace < 0:
-            raise ValueError("hook runner: concurrency >= 1, queue_size >= 0, timeout > 0")
+            raise ValueError(
+                "hook runner: needs concurrency >= 1, queue_size >= 0, timeout > 0, kill_grace >= 0"
+            )
         self._concurrency = concurrency
         self._queue_size = queue_size
         self._timeout = timeout
