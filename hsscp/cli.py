@@ -199,7 +199,7 @@ def _run_storescp(args: argparse.Namespace) -> int:
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate, key or CA: {exc}") from None
     configure_logging(config.log_level)
-    from workers.supervisor import serve  # imported late: it pulls in the whole server
+    from workers.scp import serve  # imported late: it pulls in the whole server
 
     result = serve(config)
     print(result.summary, flush=True)

@@ -33,6 +33,7 @@ __all__ = [
     "LAYOUTS",
     "LOG_LEVELS",
     "ConfigError",
+    "ProcessSettings",
     "ServerConfig",
     "build_config",
     "dump_toml",
@@ -62,31 +63,22 @@ def _cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
-    """Everything the storage SCP needs to run; validated on construction."""
+class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """How the multiprocess SCP runs: its processes, its storage, its stop; validated on construction.
 
-    port: int = 11112
-    bind: str = ""  # "" listens on all interfaces, as DCMTK's storescp
-    ae_title: str = "HSSCP"
-    output_directory: str = "received"
-    max_pdu: int = 1 * MIB  # large PDUs mean fewer headers and wakeups per instance; 0 = unlimited
-    acse_timeout: float = 30.0
-    dimse_timeout: float = 30.0
-    network_timeout: float = 60.0
-    log_level: str = "info"
+    Protocol settings (AE title, timeouts, maximum PDU, association limit, AE title
+    checks, contexts) are not here: the AE holds them.
+    """
+
     workers: int = msgspec.field(default_factory=_cpu_count)
     writers: int = msgspec.field(default_factory=_cpu_count)
-    max_associations: int = 64
+    output_directory: str = "received"
     layout: str = "study"
     fsync: str = "file"
     spool_threshold: int = 4 * MIB
     graceful_timeout: float = 30.0
-    heartbeat_timeout: float = 10.0  # a worker whose event loop is stuck this long is replaced
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
-    require_calling_aet: list[str] = []
-    require_called_aet: bool = False
+    # A worker or writer whose loop has not turned for this long is declared stuck and replaced.
+    heartbeat_timeout: float = 10.0
     ignore: bool = False  # receive and answer Success, write nothing
     # With fsync "none", data sets up to this size are written by the association
     # worker itself: for them the hop to a writer process costs more than the write.
@@ -94,6 +86,58 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "writers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+            _check_choice(self, name, allowed)
+        # `not >` also refuses NaN.
+        if not self.heartbeat_timeout > 0:
+            raise ValueError(f"heartbeat_timeout must be more than 0 seconds, not {self.heartbeat_timeout}")
+        # 0 is a legitimate graceful timeout: stop without waiting for associations.
+        if not self.graceful_timeout >= 0:
+            raise ValueError(f"graceful_timeout must be 0 seconds or more, not {self.graceful_timeout}")
+        if not 1 <= self.async_ops <= 65535:
+            raise ValueError(f"async_ops must be 1 to 65535, not {self.async_ops}")
+        if self.inline_limit < 0:
+            raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
+        if self.spool_threshold < MIN_SPOOL_THRESHOLD:
+            raise ValueError(
+                f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "
+                f"not {self.spool_threshold}"
+            )
+
+
+def _check_choice(settings: Any, name: str, allowed: tuple[str, ...]) -> None:
+    if getattr(settings, name) not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ValueError(f"{name} must be one of {choices}, not {getattr(settings, name)!r}")
+
+
+class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything ``hsscp storescp`` runs with: the process settings, plus the protocol,
+    network, TLS and logging settings; validated on construction.
+
+    :meth:`application_entity` and :meth:`process_settings` split it into what the
+    multiprocess SCP takes: an AE for the protocol, :class:`ProcessSettings` for the rest.
+    """
+
+    port: int = 11112
+    bind: str = ""  # "" listens on all interfaces, as DCMTK's storescp
+    ae_title: str = "HSSCP"
+    max_pdu: int = 1 * MIB  # large PDUs mean fewer headers and wakeups per instance; 0 = unlimited
+    acse_timeout: float = 30.0
+    dimse_timeout: float = 30.0
+    network_timeout: float = 60.0  # inf: no timeout
+    log_level: str = "info"
+    max_associations: int = 64
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
+    require_calling_aet: list[str] = []
+    require_called_aet: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -108,37 +152,43 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
         except (TypeError, ValueError) as exc:
             raise ValueError(f"require_calling_aet holds an invalid AE title: {exc}") from None
         msgspec.structs.force_setattr(self, "require_calling_aet", titles)
-        for name in ("workers", "writers", "max_associations"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        super().__post_init__()
+        if self.max_associations < 1:
+            raise ValueError(f"max_associations must be at least 1, not {self.max_associations}")
         if self.max_pdu != 0 and not MIN_PDU <= self.max_pdu < 2**32:
             raise ValueError(
                 f"max_pdu must be 0 (unlimited) or {MIN_PDU} to {2**32 - 1}, not {self.max_pdu}"
             )
-        for name, allowed in (("log_level", LOG_LEVELS), ("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
-            if getattr(self, name) not in allowed:
-                choices = ", ".join(repr(a) for a in allowed)
-                raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")
-        for name in ("acse_timeout", "dimse_timeout", "network_timeout", "heartbeat_timeout"):
-            # `not >` also refuses NaN.
+        _check_choice(self, "log_level", LOG_LEVELS)
+        for name in ("acse_timeout", "dimse_timeout", "network_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be more than 0 seconds, not {getattr(self, name)}")
-        # 0 is a legitimate graceful timeout: stop without waiting for associations.
-        if not self.graceful_timeout >= 0:
-            raise ValueError(f"graceful_timeout must be 0 seconds or more, not {self.graceful_timeout}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("tls_cert and tls_key must be given together")
         if self.tls_ca is not None and self.tls_cert is None:
             raise ValueError("tls_ca (verify client certificates) needs tls_cert and tls_key")
-        if not 1 <= self.async_ops <= 65535:
-            raise ValueError(f"async_ops must be 1 to 65535, not {self.async_ops}")
-        if self.inline_limit < 0:
-            raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
-        if self.spool_threshold < MIN_SPOOL_THRESHOLD:
-            raise ValueError(
-                f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "
-                f"not {self.spool_threshold}"
-            )
+
+    def process_settings(self) -> ProcessSettings:
+        """The settings of the processes, storage and stop, as the multiprocess SCP takes them."""
+        return ProcessSettings(**{name: getattr(self, name) for name in ProcessSettings.__struct_fields__})
+
+    def application_entity(self) -> Any:
+        """An AE with the protocol settings, supporting Verification and every storage class
+        in every transfer syntax. An infinite timeout is None on the AE: no timeout."""
+        from hsscp import AE, AllStoragePresentationContexts, VerificationPresentationContexts
+        from hsscp.uid import ALL_TRANSFER_SYNTAXES
+
+        ae = AE(self.ae_title)
+        ae.acse_timeout = _no_timeout_if_infinite(self.acse_timeout)
+        ae.dimse_timeout = _no_timeout_if_infinite(self.dimse_timeout)
+        ae.network_timeout = _no_timeout_if_infinite(self.network_timeout)
+        ae.maximum_pdu_size = self.max_pdu
+        ae.maximum_associations = self.max_associations
+        ae.require_called_aet = self.require_called_aet
+        ae.require_calling_aet = list(self.require_calling_aet)
+        for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        return ae
 
     @property
     def tls(self) -> bool:
@@ -175,6 +225,11 @@ def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 _FIELDS = ServerConfig.__struct_fields__
+# A printed configuration starts with what a person looks for first: port, AE title, ...
+_TOML_ORDER = (
+    *(name for name in _FIELDS if name not in ProcessSettings.__struct_fields__),
+    *ProcessSettings.__struct_fields__,
+)
 _UNKNOWN = re.compile(r"Object contains unknown field `(?P<key>.*)`")
 _AT_PATH = re.compile(r"^(?P<what>.*) - at `\$\.(?P<key>\w+)(?P<rest>[^`]*)`$")
 
@@ -258,11 +313,15 @@ def _toml_value(value: Any) -> str:
 def dump_toml(config: ServerConfig) -> str:
     """``config`` as TOML, one setting a line; unset optional settings appear as comments."""
     lines = []
-    for name in _FIELDS:
+    for name in _TOML_ORDER:
         value = getattr(config, name)
         # TOML has no null: an unset setting is written commented out.
         lines.append(f"# {name} is not set" if value is None else f"{name} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _no_timeout_if_infinite(seconds: float) -> float | None:
+    return None if math.isinf(seconds) else seconds
 
 
 def ssl_context(config: ServerConfig) -> ssl.SSLContext | None:

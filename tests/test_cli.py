@@ -184,8 +184,8 @@ class FakeResult:
 
 @pytest.fixture
 def fake_supervisor(monkeypatch: pytest.MonkeyPatch, restore_logging):
-    """workers.supervisor replaced by a module whose serve() records its config."""
-    module = types.ModuleType("workers.supervisor")
+    """workers.scp replaced by a module whose serve() records its config."""
+    module = types.ModuleType("workers.scp")
     module.calls = []  # type: ignore[attr-defined]
 
     def serve(config: ServerConfig) -> FakeResult:
@@ -194,7 +194,7 @@ def fake_supervisor(monkeypatch: pytest.MonkeyPatch, restore_logging):
 
     module.serve = serve  # type: ignore[attr-defined]
     module.exit_code = 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "workers.supervisor", module)
+    monkeypatch.setitem(sys.modules, "workers.scp", module)
     return module
 
 

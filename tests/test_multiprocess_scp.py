@@ -301,12 +301,12 @@ def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path):
 
 def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatch):
     from hsscp.config import ServerConfig
-    from workers import supervisor
+    from workers import child, scp
 
-    monkeypatch.setattr(supervisor, "run_worker", lambda ctx: supervisor.BOOT_FAILED)
+    monkeypatch.setattr(scp, "run_worker", lambda ctx: child.BOOT_FAILED)
     config = ServerConfig(port=0, bind="127.0.0.1", output_directory=str(tmp_path / "out"), workers=1, writers=1)
     started = time.monotonic()
-    result = supervisor.Supervisor(config).run()
+    result = scp.serve(config)
     assert result.exit_code == 1
     assert time.monotonic() - started < 30
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import ctypes
 import os
 import secrets
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 from hsscp.storage import StorageBackend, StoreRequest
 from workers.spool import SpoolFile
@@ -69,6 +69,9 @@ class Arena:
         self.size = slot_size * slots
         name = arena_prefix(os.getpid()) + secrets.token_hex(4)
         self.shm = shared_memory.SharedMemory(name=name, create=True, size=self.size)
+        # Owned here: unlinked by close() on a clean exit, by the supervisor after a death.
+        # Python's resource tracker would claim it too, and report it as leaked.
+        resource_tracker.unregister(self.shm._name, "shared_memory")  # type: ignore[attr-defined]
         self.name = self.shm.name
         self._base = _address_of(_c_char_at(self.shm.buf))
         self._free = list(range(slots - 1, -1, -1))
@@ -108,7 +111,7 @@ class Arena:
             self.shm.close()
         except BufferError:
             pass  # a slot view is still referenced; unmapped at exit
-        self.shm.unlink()
+        os.unlink(os.path.join(SHM_FOLDER, self.name))  # shm.unlink() would message the tracker
 
 
 class Landing:

@@ -33,6 +33,7 @@ class SpoolJob(msgspec.Struct, tag=True, array_like=True, frozen=True):
     request: StoreRequest
     spool_path: str
     head: bytes  # the dataset's first bytes, for the UID checks
+    length: int  # of the dataset: a writer claims time for a long job by it
 
 
 class JobDone(msgspec.Struct, tag=True, array_like=True, frozen=True):

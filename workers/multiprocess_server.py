@@ -16,9 +16,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from hsscp.aet import normalize_ae_title
-from hsscp.config import ServerConfig
+from hsscp.config import ProcessSettings
 from hsscp.transport import bind_listener
-from workers.supervisor import Supervisor
+from workers.scp import StorageSCP
 
 
 class MultiprocessServer:
@@ -40,37 +40,27 @@ class MultiprocessServer:
         self.contexts = list(contexts)
         self.ssl_context = ssl_context
         self.evt_handlers = evt_handlers
-        self.socket = bind_listener(address)  # bound now, so port 0 is known at once
-        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
-        self.config = ServerConfig(
-            port=self.server_address[1],
-            bind=address[0],
-            ae_title=self.ae_title,
-            output_directory=str(output_directory),
-            max_pdu=ae.maximum_pdu_size,
-            acse_timeout=ae.acse_timeout or 30,
-            dimse_timeout=ae.dimse_timeout or 30,
-            network_timeout=ae.network_timeout or 60,
+        # Protocol settings stay on the AE; checked before the port is taken.
+        self.settings = ProcessSettings(
             workers=workers,
             writers=writers or workers,
-            max_associations=ae.maximum_associations,
-            require_called_aet=ae.require_called_aet,
-            require_calling_aet=list(ae._require_calling_aet_str),
+            output_directory=str(output_directory),
             **settings,
         )
+        self.socket = bind_listener(address)  # bound now, so port 0 is known at once
+        self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
         self._child = 0
 
     def serve_forever(self) -> None:
-        supervisor = Supervisor(
-            self.config,
-            ae=self.ae,
-            evt_handlers=self.evt_handlers,
-            ssl_context=self.ssl_context,
+        StorageSCP(
+            self.ae,
+            self.settings,
             listener=self.socket,
             ae_title=self.ae_title,
             contexts=self.contexts,
-        )
-        supervisor.run()
+            evt_handlers=self.evt_handlers,
+            ssl_context=self.ssl_context,
+        ).run()
 
     def start(self) -> MultiprocessServer:
         pid = os.fork()

@@ -1,202 +1,213 @@
-"""The pre-fork supervisor of the multiprocess Storage SCP.
+"""A pre-fork supervisor: forks the processes of a program, keeps them alive, stops them.
 
-Binds the listening socket once, forks N association workers that all
-accept on it and M writer processes, and then only supervises: signal
-handlers just queue the signal, the main loop handles it; children are
-reaped with ``waitpid(-1, WNOHANG)``, logged with their exit status and
-replaced (their association slots given back, their temporary files
-removed); a worker whose heartbeat stops is killed and replaced; a worker
-that cannot boot is not respawned in a loop. SIGTERM or SIGINT stop
-gracefully: no new associations, open ones finish up to the graceful
-timeout, then abort. A second SIGINT stops at once.
+The supervisor knows processes, not what they do. A :class:`Program` names
+its roles (how many processes of each, how long each may take to stop) and
+says what a child of a role runs and what to clean up when one dies; the
+storage SCP (:mod:`workers.scp`) is one.
+
+Signal handlers only queue the signal; the main loop handles it. Children
+are reaped with ``waitpid(-1, WNOHANG)``, logged with their exit status and
+replaced; one that exits with :data:`~workers.child.BOOT_FAILED` several
+times in a row stops the program instead of respawning in a loop. Every
+child beats a heartbeat from inside its own loop: one that stops beating is
+condemned, asked to dump its stacks (continued first, in case it was
+stopped), and killed a moment later. SIGTERM or SIGINT stop gracefully:
+roles stop in the reverse of their start order, each with SIGTERM and up to
+its stop timeout, then SIGKILL. A second SIGINT cuts the wait short.
 """
 
 from __future__ import annotations
 
 import collections
+import faulthandler
 import gc
 import logging
-import multiprocessing
 import os
 import select
-import shutil
 import signal
-import tempfile
+import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from hsscp.storage import FsyncPolicy, Layout, Storage
-from hsscp.transport import bind_listener
-from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
-from workers import stats as stats_table
-from workers.arena import remove_arenas_of
-from workers.limits import SharedLimiter
-from workers.worker_main import BOOT_FAILED, WorkerContext, run_worker
-from workers.writer_main import run_writer
+from workers.child import BOOT_FAILED, DUMP_STACKS, become_child
+from workers.heartbeat import Heartbeat, HeartbeatTable
 
 log = logging.getLogger("hsscp.supervisor")
 
-BOOT_FAILURES_TOLERATED = 3  # in a row, per worker slot
-_HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
-STOP_MARGIN = 10.0  # seconds past the graceful timeout before children are killed
+BOOT_FAILURES_TOLERATED = 3  # in a row, per process slot
+STACK_DUMP_WAIT = 1.0  # seconds a condemned process has to write its stacks before SIGKILL
+LOOP_INTERVAL = 0.25  # the loop turns at least this often, signals or not
+PROCESS_PREFIX = "hsscp-"  # children are named hsscp-<role>-<index> in ps and /proc/PID/comm
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD, signal.SIGHUP)
 
 
-@dataclass
-class ServeResult:
-    exit_code: int
-    summary: str
+@dataclass(frozen=True)
+class Role:
+    """A kind of process: ``count`` of them, each allowed ``stop_timeout`` seconds after SIGTERM."""
+
+    name: str
+    count: int
+    stop_timeout: float
+
+
+class Program(Protocol):
+    """What the supervisor runs."""
+
+    roles: Sequence[Role]  # in start order; they stop in the reverse order
+
+    def run_child(self, role: Role, index: int, heartbeat: Heartbeat) -> int:
+        """In the forked child: do the role's work, beating ``heartbeat``; the exit code."""
+
+    def child_exited(self, role: Role, index: int, pid: int) -> None:
+        """In the supervisor: clean up after a child that is gone, whatever the cause."""
+
+    def stop_accepting(self) -> None:
+        """In the supervisor: the stop began; let go of what brings in new work."""
+
+
+class System:
+    """The calls through which the supervisor acts on processes (tests pass fakes)."""
+
+    fork: Callable[[], int] = staticmethod(os.fork)
+    waitpid: Callable[[int, int], tuple[int, int]] = staticmethod(os.waitpid)
+    kill: Callable[[int, int], None] = staticmethod(os.kill)
+    monotonic: Callable[[], float] = staticmethod(time.monotonic)
 
 
 @dataclass
 class _Child:
-    role: str  # "worker" or "writer"
+    role: Role
     index: int
     pid: int
-    started: float = field(default_factory=time.monotonic)
-
-
-def build_ae(config: Any):
-    """An AE carrying the SCP's settings: every storage class in every transfer syntax."""
-    from hsscp import AE, AllStoragePresentationContexts, VerificationPresentationContexts
-    from hsscp.uid import ALL_TRANSFER_SYNTAXES
-
-    ae = AE(config.ae_title)
-    ae.acse_timeout = config.acse_timeout
-    ae.dimse_timeout = config.dimse_timeout
-    ae.network_timeout = config.network_timeout
-    ae.maximum_pdu_size = config.max_pdu
-    ae.maximum_associations = config.max_associations
-    ae.require_called_aet = config.require_called_aet
-    ae.require_calling_aet = list(config.require_calling_aet)
-    for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]:
-        ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
-    return ae
+    slot: int  # its heartbeat slot
+    kill_at: float | None = None  # condemned: SIGKILL due then
+    killed: bool = False
 
 
 class Supervisor:
-    def __init__(
-        self,
-        config: Any,
-        ae: Any = None,
-        evt_handlers: list | None = None,
-        ssl_context=None,
-        listener=None,
-        ae_title: str | None = None,
-        contexts: list | None = None,
-    ) -> None:
-        self.config = config
-        self.ae = ae or build_ae(config)
-        self.ae_title = ae_title or self.ae._ae_title_str
-        self.contexts = contexts or self.ae.supported_contexts
-        self.evt_handlers = evt_handlers
-        self.ssl_context = ssl_context
-        self.listener = listener
-        # A user's C-STORE handler stores the data itself: no writer pool then.
-        self.writers = 0 if _handles_store(evt_handlers) or config.ignore else config.writers
+    def __init__(self, program: Program, heartbeat_timeout: float, system: System | None = None) -> None:
+        self.program = program
+        self.roles = tuple(program.roles)
+        self.heartbeat_timeout = heartbeat_timeout
+        self.system = system or System()
+        offsets, total = {}, 0
+        for role in self.roles:
+            offsets[role.name] = total
+            total += role.count
+        self._slot_offsets = offsets
+        self.heartbeats = HeartbeatTable(total, clock=self.system.monotonic)
         self.children: dict[int, _Child] = {}
         self.stopping = False
         self.exit_code = 0
         self._signals: collections.deque[int] = collections.deque()
-        self._boot_failures: collections.Counter = collections.Counter()
+        self._boot_failures: collections.Counter[tuple[str, int]] = collections.Counter()
+        self._roles_to_stop: list[Role] = []
+        self._stopping_role: Role | None = None
         self._stop_deadline = 0.0
-        self._writers_stopping = False
-        self.rundir = ""
-        self._started = time.monotonic()
+        self._wakeup: tuple[int, int] | None = None
 
-    # -- set-up ------------------------------------------------------------------
+    # -- running -------------------------------------------------------------------
 
-    def _prepare(self) -> None:
-        config = self.config
-        if self.listener is None:
-            self.listener = bind_listener((config.bind, config.port))
-        self.storage = Storage(
-            config.output_directory,
-            Layout(config.layout),
-            FsyncPolicy(config.fsync),
-            implementation_class_uid=str(self.ae.implementation_class_uid or IMPLEMENTATION_CLASS_UID),
-            implementation_version_name=IMPLEMENTATION_VERSION_NAME,
-        )
-        stale = self.storage.remove_temp_files()
-        if stale:
-            log.warning("removed %d temporary files left by an earlier run", stale)
-        self.rundir = tempfile.mkdtemp(prefix="hsscp-")
-        self.limiter = SharedLimiter(config.workers, config.max_associations, os.path.join(self.rundir, "slots.lock"))
-        self.heartbeats = multiprocessing.RawArray("d", config.workers)
-        self.stats = stats_table.new_table(config.workers)
-        self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writers)]
-        self._wakeup_r, self._wakeup_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def _install_signals(self) -> None:
-        self._previous_handlers = {
-            signum: signal.signal(signum, self._queue_signal) for signum in _HANDLED_SIGNALS
-        }
-
-    def _queue_signal(self, signum: int, frame: Any) -> None:
-        self._signals.append(signum)
+    def run(self) -> int:
+        """Fork every child, supervise until stopped; the exit code (1 if a role cannot boot)."""
+        self._wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        previous = {signum: signal.signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
+        faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
+        # Everything loaded so far (pydicom's dictionaries above all) lives as long as
+        # the process: keep it out of the collector's way, and shared with the children.
+        gc.collect()
+        gc.freeze()
         try:
-            os.write(self._wakeup_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full of wake-ups already
+            self.start()
+            while not self.step():
+                self._wait(LOOP_INTERVAL)
+        finally:
+            self.close()
+            faulthandler.unregister(DUMP_STACKS)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            for fd in self._wakeup:
+                os.close(fd)
+            self._wakeup = None
+        return self.exit_code
 
-    # -- children ---------------------------------------------------------------
+    def start(self) -> None:
+        """Fork every child, role by role in their order."""
+        for role in self.roles:
+            for index in range(role.count):
+                self._spawn(role, index)
 
-    def _fork(self, role: str, index: int) -> None:
-        pid = os.fork()
+    def step(self) -> bool:
+        """One turn of the loop: signals, reaping, heartbeats, the stop; True once all is stopped."""
+        self._handle_signals()
+        self._reap()
+        self._kill_condemned()
+        if self.stopping:
+            return self._stop_progress()
+        self._check_heartbeats()
+        return False
+
+    def signal_received(self, signum: int) -> None:
+        """Queue a signal for the loop (all a signal handler may safely do)."""
+        self._signals.append(signum)
+
+    def close(self) -> None:
+        """Kill and reap whatever is still running (the loop ended early or by an error)."""
+        for child in self.children.values():
+            self._signal(child.pid, signal.SIGKILL)
+        for pid, child in list(self.children.items()):
+            try:
+                self.system.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            self.program.child_exited(child.role, child.index, pid)
+        self.children.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        self.signal_received(signum)
+        try:
+            os.write(self._wakeup[1], b"\0")
+        except (BlockingIOError, TypeError):
+            pass  # the pipe is full of wake-ups already, or the loop is over
+
+    def _wait(self, timeout: float) -> None:
+        readable, _, _ = select.select([self._wakeup[0]], [], [], timeout)
+        if readable:
+            try:
+                while os.read(self._wakeup[0], 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    # -- children ------------------------------------------------------------------
+
+    def _spawn(self, role: Role, index: int) -> None:
+        slot = self._slot_offsets[role.name] + index
+        self.heartbeats.expect(slot, self.heartbeat_timeout)  # booting counts as one beat
+        supervisor_pid = os.getpid()
+        pid = self.system.fork()
         if pid:
-            self.children[pid] = _Child(role, index, pid)
+            self.children[pid] = _Child(role, index, pid, slot)
             return
         code = 1
         try:
-            for signum in _HANDLED_SIGNALS:
-                signal.signal(signum, signal.SIG_DFL)
-            os.close(self._wakeup_r)
-            os.close(self._wakeup_w)
-            set_process_name(f"hsscp-{role}-{index}")
-            code = self._child_main(role, index)
+            become_child(supervisor_pid, f"{PROCESS_PREFIX}{role.name}-{index}", HANDLED_SIGNALS)
+            if self._wakeup is not None:
+                for fd in self._wakeup:
+                    os.close(fd)
+            code = self.program.run_child(role, index, self.heartbeats.heartbeat(slot, self.heartbeat_timeout))
         except BaseException:
-            log.exception("%s %d crashed", role, index)
+            log.exception("%s %d crashed", role.name, index)
         finally:
             logging.shutdown()
             os._exit(code)
 
-    def _child_main(self, role: str, index: int) -> int:
-        if role == "writer":
-            self.listener.close()
-            run_writer(self.writer_paths[index], self.storage)
-            return 0
-        self.heartbeats[index] = time.monotonic()
-        return run_worker(
-            WorkerContext(
-                index=index,
-                listener=self.listener,
-                ae=self.ae,
-                ae_title=self.ae_title,
-                contexts=self.contexts,
-                limiter=self.limiter,
-                heartbeats=self.heartbeats,
-                stats_table=self.stats,
-                graceful_timeout=self.config.graceful_timeout,
-                writer_paths=self.writer_paths,
-                storage=self.storage,
-                spool_threshold=self.config.spool_threshold,
-                ignore=self.config.ignore,
-                # fsync in the event loop would stall every association of the worker.
-                inline_limit=self.config.inline_limit if self.config.fsync == "none" else 0,
-                async_ops=self.config.async_ops,
-                ssl_context=self.ssl_context,
-                evt_handlers=self.evt_handlers,
-            )
-        )
-
-    def _spawn_worker(self, index: int) -> None:
-        self.heartbeats[index] = time.monotonic()
-        self._fork("worker", index)
-
     def _reap(self) -> None:
         while True:
             try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
+                pid, status = self.system.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 return
             if pid == 0:
@@ -209,48 +220,54 @@ class Supervisor:
         code = os.waitstatus_to_exitcode(status)
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         quiet = self.stopping and code == 0
-        (log.debug if quiet else log.warning)("%s %d (pid %d) ended with %s", child.role, child.index, child.pid, how)
-        removed = self.storage.remove_temp_files(child.pid)
-        if removed:
-            log.info("removed %d temporary files of pid %d", removed, child.pid)
-        if child.role == "worker":
-            self.limiter.reclaim(child.index)
-            remove_arenas_of(child.pid)  # a killed worker leaves its shared memory behind
+        (log.debug if quiet else log.warning)(
+            "%s %d (pid %d) ended with %s", child.role.name, child.index, child.pid, how
+        )
+        self.program.child_exited(child.role, child.index, child.pid)
         if self.stopping:
             return
-        if child.role == "worker" and code == BOOT_FAILED:
-            self._boot_failures[child.index] += 1
-            if self._boot_failures[child.index] >= BOOT_FAILURES_TOLERATED:
-                log.error("worker %d cannot start; stopping the server", child.index)
+        key = (child.role.name, child.index)
+        if code == BOOT_FAILED:
+            self._boot_failures[key] += 1
+            if self._boot_failures[key] >= BOOT_FAILURES_TOLERATED:
+                log.error("%s %d cannot start; stopping the server", child.role.name, child.index)
                 self.exit_code = 1
                 self._begin_stop()
                 return
         else:
-            self._boot_failures[child.index] = 0
-        if child.role == "worker":
-            self._spawn_worker(child.index)
-        else:
-            self._fork("writer", child.index)
+            self._boot_failures[key] = 0
+        self._spawn(child.role, child.index)
 
     def _check_heartbeats(self) -> None:
-        now = time.monotonic()
-        for child in list(self.children.values()):
-            if child.role == "worker" and now - self.heartbeats[child.index] > self.config.heartbeat_timeout:
-                log.error("worker %d (pid %d) stopped beating: killing it", child.index, child.pid)
-                self.heartbeats[child.index] = now  # one kill per stall
-                _kill(child.pid, signal.SIGKILL)
-
-    # -- stopping ----------------------------------------------------------------
-
-    def _begin_stop(self) -> None:
-        if self.stopping:
-            return
-        self.stopping = True
-        self.listener.close()
-        self._stop_deadline = time.monotonic() + self.config.graceful_timeout + STOP_MARGIN
         for child in self.children.values():
-            if child.role == "worker":
-                _kill(child.pid, signal.SIGTERM)
+            if child.kill_at is None and self.heartbeats.overdue(child.slot):
+                log.error(
+                    "%s %d (pid %d) stopped beating: dumping its stacks, then killing it",
+                    child.role.name, child.index, child.pid,
+                )
+                # Condemned first: should it run again, its next beat ends it, so it does
+                # no more work (a writer answering jobs) after this verdict.
+                self.heartbeats.condemn(child.slot)
+                # The dump is asked for before the process is continued, so that a stopped
+                # process writes where it was stuck before it runs on.
+                self._signal(child.pid, DUMP_STACKS)
+                self._signal(child.pid, signal.SIGCONT)
+                child.kill_at = self.system.monotonic() + STACK_DUMP_WAIT
+
+    def _kill_condemned(self) -> None:
+        now = self.system.monotonic()
+        for child in self.children.values():
+            if child.kill_at is not None and not child.killed and now >= child.kill_at:
+                child.killed = True
+                self._signal(child.pid, signal.SIGKILL)
+
+    def _signal(self, pid: int, signum: int) -> None:
+        try:
+            self.system.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+    # -- stopping ------------------------------------------------------------------
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -264,135 +281,33 @@ class Supervisor:
             elif signum == signal.SIGHUP:
                 log.info("SIGHUP: nothing to reload; configuration is read at start")
 
+    def _begin_stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.program.stop_accepting()
+        self._roles_to_stop = list(self.roles)
+        self._stop_next_role()
+
+    def _stop_next_role(self) -> None:
+        role = self._roles_to_stop.pop()
+        self._stopping_role = role
+        self._stop_deadline = self.system.monotonic() + role.stop_timeout
+        for child in self._children_of(role):
+            self._signal(child.pid, signal.SIGTERM)
+
     def _stop_progress(self) -> bool:
         """Advance the stop; True once every child is gone."""
-        workers = [c for c in self.children.values() if c.role == "worker"]
-        if workers:
-            if time.monotonic() > self._stop_deadline:
-                for child in workers:
-                    _kill(child.pid, signal.SIGKILL)
-            return False
-        if not self._writers_stopping:
-            # Workers are gone, so no more jobs: writers finish the one in hand.
-            self._writers_stopping = True
-            self._stop_deadline = time.monotonic() + STOP_MARGIN
-            for child in self.children.values():
-                _kill(child.pid, signal.SIGTERM)
-        elif time.monotonic() > self._stop_deadline:
-            for child in self.children.values():
-                _kill(child.pid, signal.SIGKILL)
-        return not self.children
+        while True:
+            left = self._children_of(self._stopping_role)
+            if left:
+                if self.system.monotonic() > self._stop_deadline:
+                    for child in left:
+                        self._signal(child.pid, signal.SIGKILL)
+                return False
+            if not self._roles_to_stop:
+                return not self.children
+            self._stop_next_role()
 
-    # -- main loop ---------------------------------------------------------------
-
-    def run(self) -> ServeResult:
-        try:
-            self._prepare()
-        except OSError as exc:  # port taken, output folder not writable, ...
-            log.error("cannot start: %s", exc)
-            if self.rundir:
-                shutil.rmtree(self.rundir, ignore_errors=True)
-            return ServeResult(2, f"not started: {exc}")
-        self._install_signals()
-        # Everything loaded so far (pydicom's dictionaries above all) lives as long as
-        # the process: keep it out of the collector's way, and shared with the children.
-        gc.collect()
-        gc.freeze()
-        try:
-            for index in range(self.writers):
-                self._fork("writer", index)
-            for index in range(self.config.workers):
-                self._spawn_worker(index)
-            log.info(
-                "hsscp storescp listening on %s:%d with %d workers and %d writers",
-                *self.listener.getsockname()[:2], self.config.workers, self.writers,
-            )
-            while True:
-                select.select([self._wakeup_r], [], [], 0.25)
-                _drain_pipe(self._wakeup_r)
-                self._handle_signals()
-                self._reap()
-                if self.stopping:
-                    if self._stop_progress():
-                        break
-                else:
-                    self._check_heartbeats()
-        finally:
-            self._cleanup()
-        return ServeResult(self.exit_code, self.summary())
-
-    def _cleanup(self) -> None:
-        for child in self.children.values():
-            _kill(child.pid, signal.SIGKILL)
-        for pid in list(self.children):
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        self.children.clear()
-        self.storage.remove_temp_files()
-        shutil.rmtree(self.rundir, ignore_errors=True)
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        os.close(self._wakeup_r)
-        os.close(self._wakeup_w)
-
-    def summary(self) -> str:
-        text = format_summary(stats_table.totals(self.stats), time.monotonic() - self._started)
-        per_worker = stats_table.per_row(self.stats, "associations")
-        return f"{text}\nassociations per worker: {' '.join(map(str, per_worker))}"
-
-
-def format_summary(counts: dict[str, int], seconds: float) -> str:
-    instances = counts["stored"] + counts["warnings"]
-    megabytes = counts["bytes"] / 1e6
-    seconds = max(seconds, 1e-9)
-    lines = [
-        f"received {instances} instances ({megabytes:.1f} MB) over {counts['associations']} associations "
-        f"in {seconds:.1f} s: {instances / seconds:.1f} instances/s, {megabytes / seconds:.1f} MB/s"
-    ]
-    if counts["warnings"]:
-        lines.append(f"stored with a warning status: {counts['warnings']}")
-    failures = {k: v for k, v in counts.items() if v and k not in ("associations", "stored", "bytes", "warnings")}
-    if failures:
-        lines.append("not stored: " + ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in failures.items()))
-    return "\n".join(lines)
-
-
-def serve(config: Any, ae: Any = None, evt_handlers: list | None = None) -> ServeResult:
-    """Run the multiprocess SCP in this process until SIGTERM/SIGINT."""
-    from hsscp.config import ssl_context
-
-    return Supervisor(config, ae=ae, evt_handlers=evt_handlers, ssl_context=ssl_context(config)).run()
-
-
-def _handles_store(evt_handlers: list | None) -> bool:
-    from hsscp import events
-
-    return bool(evt_handlers) and events.HandlerSet(evt_handlers).has(events.EVT_C_STORE)
-
-
-def set_process_name(name: str) -> None:
-    """Name the process as ps and /proc/PID/comm show it (Linux; 15 characters)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None)
-        libc.prctl(15, name.encode()[:15], 0, 0, 0)  # PR_SET_NAME
-    except (OSError, AttributeError):
-        pass
-
-
-def _kill(pid: int, signum: int) -> None:
-    try:
-        os.kill(pid, signum)
-    except ProcessLookupError:
-        pass
-
-
-def _drain_pipe(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
+    def _children_of(self, role: Role | None) -> list[_Child]:
+        return [child for child in self.children.values() if child.role is role]

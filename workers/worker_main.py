@@ -4,16 +4,19 @@ Forked by the supervisor with everything it needs in a :class:`WorkerContext`.
 It beats a heartbeat from inside its loop (so a stuck loop shows), counts
 what it receives in shared memory, and on SIGTERM stops accepting, lets
 its associations finish up to the graceful timeout, then aborts the rest.
+If the supervisor dies it does the same at once with a grace of
+:data:`ORPHAN_GRACE` seconds: nobody would restart, reap or clean up after
+it, and the port must be free for the next supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import signal
 import socket
 import ssl
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +26,8 @@ from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend
 from hsscp.transport import new_event_loop
 from workers.arena import Arena
+from workers.child import BOOT_FAILED, PARENT_DIED
+from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
 from workers.stats import Stats
 from workers.storage_service import StorageService
@@ -32,7 +37,8 @@ log = logging.getLogger("hsscp.worker")
 
 HEARTBEAT_INTERVAL = 0.25
 ARENA_SLOTS = 64  # one per association being read into, plus datasets waiting for a writer
-BOOT_FAILED = 3  # exit code: this worker cannot start, do not respawn it in a loop
+ORPHAN_GRACE = 2.0  # seconds open associations get when the supervisor is gone
+ANSWER_WAIT = 5.0  # past the grace, seconds owed answers may still wait for their writers
 
 
 @dataclass
@@ -44,7 +50,7 @@ class WorkerContext:
     ae: Any  # hsscp.AE: the settings and supported contexts of the SCP
     ae_title: str
     limiter: SharedLimiter
-    heartbeats: Any  # multiprocessing.RawArray("d"): monotonic time of each worker's last beat
+    heartbeat: Heartbeat
     stats_table: Any
     graceful_timeout: float
     writer_paths: list[str] = field(default_factory=list)
@@ -72,11 +78,17 @@ def run_worker(ctx: WorkerContext) -> int:
 
 async def _serve(ctx: WorkerContext) -> int:
     loop = asyncio.get_running_loop()
+    stop = _StopRequest(loop)
+    # Before anything is built: a stop asked for during the boot is then not lost.
+    loop.add_signal_handler(signal.SIGTERM, stop.within, ctx.graceful_timeout)
+    loop.add_signal_handler(PARENT_DIED, stop.within, ORPHAN_GRACE)
+    beat = _Heartbeat(loop, ctx.heartbeat)  # the loop turns while the worker boots, too
     arena = writers = None
     try:
         service, arena, writers = await _build_service(ctx)
         server = await loop.create_server(
             lambda: AcceptorProtocol(service), sock=ctx.listener, ssl=ctx.ssl_context,
+            # None (no ACSE timeout) leaves asyncio's own handshake timeout of 60 s.
             ssl_handshake_timeout=ctx.ae.acse_timeout if ctx.ssl_context else None,
         )
     except Exception:
@@ -84,18 +96,28 @@ async def _serve(ctx: WorkerContext) -> int:
         if arena is not None:
             arena.close()
         return BOOT_FAILED
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    beat = _Heartbeat(loop, ctx.heartbeats, ctx.index)
-    await stop.wait()
+    await stop.requested.wait()
     server.close()  # stop accepting; the other workers' copies of the socket are theirs
-    await _drain(service, writers, ctx.graceful_timeout)
+    await _drain(service, writers, stop)
     beat.stop()
     if writers is not None:
         writers.close()
     if arena is not None:
         arena.close()
     return 0
+
+
+class _StopRequest:
+    """A stop asked for, and by when open associations must be done (the earliest asked)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.requested = asyncio.Event()
+        self.deadline = math.inf
+
+    def within(self, grace: float) -> None:
+        self.deadline = min(self.deadline, self._loop.time() + grace)
+        self.requested.set()
 
 
 async def _build_service(ctx: WorkerContext):
@@ -116,17 +138,16 @@ async def _build_service(ctx: WorkerContext):
     return service, arena, writers
 
 
-async def _drain(service: AcceptorService, writers: WriterPool | None, timeout: float) -> None:
-    """Let open associations finish (up to ``timeout``), then abort what is left."""
+async def _drain(service: AcceptorService, writers: WriterPool | None, stop: _StopRequest) -> None:
+    """Let open associations finish (up to the stop's deadline), then abort what is left."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while service.protocols and loop.time() < deadline:
+    while service.protocols and loop.time() < stop.deadline:
         await asyncio.sleep(0.05)
     if service.protocols:
         log.warning("graceful timeout: aborting %d associations", len(service.protocols))
         service.abort_all()
     # Answers already owed to peers still need their writer results.
-    while writers is not None and writers.in_flight and loop.time() < deadline + 5:
+    while writers is not None and writers.in_flight and loop.time() < stop.deadline + ANSWER_WAIT:
         await asyncio.sleep(0.02)
     await asyncio.sleep(0)
 
@@ -134,13 +155,13 @@ async def _drain(service: AcceptorService, writers: WriterPool | None, timeout: 
 class _Heartbeat:
     """Beats from inside the loop: a loop that stops turning stops beating."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, table, index: int) -> None:
-        self._loop, self._table, self._index = loop, table, index
+    def __init__(self, loop: asyncio.AbstractEventLoop, heartbeat: Heartbeat) -> None:
+        self._loop, self._heartbeat = loop, heartbeat
         self._handle = None
         self._beat()
 
     def _beat(self) -> None:
-        self._table[self._index] = time.monotonic()
+        self._heartbeat.beat()
         self._handle = self._loop.call_later(HEARTBEAT_INTERVAL, self._beat)
 
     def stop(self) -> None:

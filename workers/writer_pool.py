@@ -2,10 +2,19 @@
 
 A job goes to the live writer with the fewest jobs outstanding, and its
 outcome comes back to a callback (no task or future per instance: this is
-the per-instance hot path). If a writer dies, its unanswered jobs go to
-another one (the data is still in the arena slot or spool file), and the
-link reconnects when the supervisor has started its replacement. There is
-no timeout: a slot must stay untouched until the writer is done with it.
+the per-instance hot path). There is no timeout: a slot must stay
+untouched until the writer is done with it, and a writer that stops
+beating is the supervisor's to replace.
+
+When a writer's link is lost (it crashed, or the supervisor killed it as
+stuck) the jobs it held are answered with a failure status, never handed
+to another writer: the job may be what crashed or hung it, and would take
+down every writer in turn; from here a crash and a kill look the same (a
+closed socket); and failure is always a true answer (the peer sends again;
+a file the writer renamed into place before dying is whole, so at worst an
+instance is stored and reported failed, never the reverse). The link
+reconnects when the supervisor has started the replacement; jobs submitted
+while no writer is connected wait for it.
 """
 
 from __future__ import annotations
@@ -84,16 +93,17 @@ class WriterPool:
     def job_for(self, sink: StoreSink) -> StoreJob | SpoolJob:
         job_id = next(self._ids)
         if sink.spool_path is not None:
-            return SpoolJob(job_id, sink.request, sink.spool_path, sink.head)
+            return SpoolJob(job_id, sink.request, sink.spool_path, sink.head, sink.length)
         base = sink.slot * self.slot_size
         segments = [(base + offset, length) for offset, length in sink.segments]
         return StoreJob(job_id, sink.request, self.arena_name, segments)
 
     def submit(self, sink: StoreSink, done: Done) -> None:
         """Store what ``sink`` holds; ``done(outcome)`` is called from the loop when it is."""
-        self._dispatch(self.job_for(sink), done)
+        self.dispatch(self.job_for(sink), done)
 
-    def _dispatch(self, job: StoreJob | SpoolJob, done: Done) -> None:
+    def dispatch(self, job: StoreJob | SpoolJob, done: Done) -> None:
+        """Send ``job`` to the live writer with the fewest jobs outstanding (or hold it until one is up)."""
         if self.closing:
             done(StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down"))
             return
@@ -106,10 +116,14 @@ class WriterPool:
     def link_lost(self, link: WriterLink, orphans: list) -> None:
         if link in self.links:
             self.links.remove(link)
-        if not self.closing:
-            log.warning("lost writer %s with %d jobs in flight; handing them on", link.path, len(orphans))
-        for done, job in orphans:
-            self._dispatch(job, done)
+        if self.closing:
+            lost = StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down")
+        else:
+            lost = StoreOutcome(PROCESSING_FAILURE, error_comment="writer lost")
+            if orphans:
+                log.warning("lost writer %s with %d jobs in flight: they fail", link.path, len(orphans))
+        for done, _ in orphans:
+            done(lost)
         if self.closing:
             return
         asyncio.ensure_future(self._reconnect(link.path))
@@ -125,14 +139,14 @@ class WriterPool:
             self.links.append(link)
             waiting, self._waiting = self._waiting, []
             for job, done in waiting:
-                self._dispatch(job, done)
+                self.dispatch(job, done)
             return
 
     def close(self) -> None:
         self.closing = True
         waiting, self._waiting = self._waiting, []
         for job, done in waiting:
-            self._dispatch(job, done)
+            self.dispatch(job, done)
         for link in self.links:
             if link.transport is not None:
                 link.transport.close()
