@@ -6,6 +6,7 @@ backend that writes Part 10 files.
 """
 
 from hsscp.storage.backend import (
+    InstanceFact,
     StorageBackend,
     StoreOutcome,
     StoreRequest,
@@ -25,6 +26,7 @@ __all__ = [
     "PEEK_LIMIT",
     "TEMP_DIR_NAME",
     "FsyncPolicy",
+    "InstanceFact",
     "Layout",
     "Storage",
     "StorageBackend",

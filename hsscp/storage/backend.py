@@ -20,6 +20,7 @@ from hsscp.status import Status
 
 __all__ = [
     "COMMENT_LENGTH",
+    "InstanceFact",
     "StorageBackend",
     "StoreOutcome",
     "StoreRequest",
@@ -49,6 +50,9 @@ class StoreRequest(msgspec.Struct, frozen=True, array_like=True):
     transfer_syntax: str
     source_ae_title: str = ""
     spool_path: str | None = None
+    # Who sent it, for the journal, logs and hooks: not used to store.
+    called_ae_title: str = ""
+    peer: str = ""  # "ip:port" of the calling peer
 
 
 class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
@@ -58,6 +62,44 @@ class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
     path: str = ""
     error_comment: str = ""
     bytes_written: int = 0
+    # Peeked from the data set on the way (empty when the store failed before that).
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+
+
+class InstanceFact(msgspec.Struct, frozen=True, array_like=True):
+    """What is known of one answered C-STORE: built once, read by the journal, logs, metrics, hooks."""
+
+    status: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    path: str
+    bytes: int
+    transfer_syntax: str
+    calling_ae: str
+    called_ae: str
+    peer: str
+    duplicate: str | None = None
+
+    @classmethod
+    def of(cls, request: StoreRequest, outcome: StoreOutcome) -> InstanceFact:
+        """The fact of ``request`` answered with ``outcome``."""
+        return cls(
+            outcome.status,
+            request.sop_class_uid,
+            request.sop_instance_uid,
+            outcome.study_instance_uid,
+            outcome.series_instance_uid,
+            outcome.path,
+            outcome.bytes_written,
+            request.transfer_syntax,
+            request.source_ae_title,
+            request.called_ae_title,
+            request.peer,
+            getattr(outcome, "duplicate", None),
+        )
 
 
 @runtime_checkable
