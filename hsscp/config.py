@@ -52,7 +52,7 @@ MIN_PDU = 4096
 MIN_SPOOL_THRESHOLD = 64 * KIB
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
-SIZE_FIELDS = ("max_pdu", "spool_threshold")
+SIZE_FIELDS = ("max_pdu", "spool_threshold", "journal_max_bytes")
 
 
 class ConfigError(InvalidInput):
@@ -86,6 +86,11 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # A JSON-lines record of every answered C-STORE, as durable as the files (None: no journal);
+    # rotated past journal_max_bytes (0: never), keeping journal_keep older files.
+    journal: str | None = None
+    journal_max_bytes: int = 0
+    journal_keep: int = 5
 
     def __post_init__(self) -> None:
         for name in ("workers", "writers"):
@@ -103,6 +108,8 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             raise ValueError(f"async_ops must be 1 to 65535, not {self.async_ops}")
         if self.inline_limit < 0:
             raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
+        if self.journal_max_bytes < 0 or self.journal_keep < 1:
+            raise ValueError("journal_max_bytes must be 0 or more and journal_keep at least 1")
         if self.spool_threshold < MIN_SPOOL_THRESHOLD:
             raise ValueError(
                 f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "

@@ -30,7 +30,7 @@ import msgspec
 
 from hsscp.storage.backend import InstanceFact
 
-__all__ = ["Journal", "StoreRecord", "read_journal", "rotated_paths", "store_record"]
+__all__ = ["Journal", "StoreRecord", "journal_of", "read_journal", "rotated_paths", "store_record"]
 
 DEFAULT_KEEP = 5
 
@@ -52,6 +52,11 @@ class StoreRecord(msgspec.Struct, frozen=True):
     peer: str
     time: datetime
     duplicate: str | None = None
+
+
+def journal_of(storage: object) -> Journal | None:
+    """The journal a storage backend records its answered stores in, if it has one."""
+    return getattr(storage, "journal", None)
 
 
 def store_record(fact: InstanceFact, when: datetime | None = None) -> StoreRecord:
@@ -79,15 +84,19 @@ class Journal:
 
     The file is opened lazily by each process that appends (after a fork,
     the child opens its own), so one instance can be built before forking
-    and shared by every child. ``max_bytes`` 0 never rotates.
+    and shared by every child. ``max_bytes`` 0 never rotates. Not ``durable``
+    (the files are not fsynced either), :meth:`sync` does nothing: a record
+    is then as durable as its file, and still written before the answer.
     """
 
-    def __init__(self, path: str | os.PathLike[str], max_bytes: int = 0, keep: int = DEFAULT_KEEP) -> None:
+    def __init__(self, path: str | os.PathLike[str], max_bytes: int = 0, keep: int = DEFAULT_KEEP,
+                 durable: bool = True) -> None:
         if max_bytes < 0 or keep < 1:
             raise ValueError("journal max_bytes must be 0 or more and keep at least 1")
         self.path = os.path.abspath(os.fspath(path))
         self.max_bytes = max_bytes
         self.keep = keep
+        self.durable = durable
         self._encoder = msgspec.json.Encoder()
         self._fd = -1
         self._pid = 0
@@ -119,7 +128,7 @@ class Journal:
 
     def sync(self) -> None:
         """Make everything this process appended durable (a no-op when nothing was)."""
-        if self._dirty and self._pid == os.getpid():
+        if self._dirty and self.durable and self._pid == os.getpid():
             os.fdatasync(self._fd)
             self._dirty = False
 

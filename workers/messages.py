@@ -39,6 +39,7 @@ class SpoolJob(msgspec.Struct, tag=True, array_like=True, frozen=True):
 class JobDone(msgspec.Struct, tag=True, array_like=True, frozen=True):
     job_id: int
     outcome: StoreOutcome
+    journaled: bool = False  # the writer wrote its journal record: the worker must not write another
 
 
 Message = StoreJob | SpoolJob | JobDone
@@ -50,6 +51,11 @@ _decoder = msgspec.msgpack.Decoder(Message)
 def frame(message: Message) -> bytes:
     payload = _encoder.encode(message)
     return FRAME_HEADER.pack(len(payload)) + payload
+
+
+def frames(messages: list[Message]) -> bytes:
+    """Several messages as one buffer: a batch goes out with one write."""
+    return b"".join([frame(message) for message in messages])
 
 
 class FrameReader:

@@ -25,6 +25,7 @@ from typing import Any
 
 from hsscp.aet import normalize_ae_title
 from hsscp.config import ProcessSettings, ServerConfig, ssl_context
+from hsscp.journal import Journal
 from hsscp.storage import FsyncPolicy, Layout, Storage
 from hsscp.transport import bind_listener
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -109,6 +110,9 @@ class StorageSCP:
             implementation_class_uid=str(self.ae.implementation_class_uid or IMPLEMENTATION_CLASS_UID),
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
         )
+        if settings.journal:  # writers and inline-storing workers append to it
+            self.storage.journal = Journal(settings.journal, settings.journal_max_bytes, settings.journal_keep,
+                                           durable=settings.fsync != "none")
         stale = self.storage.remove_temp_files()
         if stale:
             log.warning("removed %d temporary files left by an earlier run", stale)

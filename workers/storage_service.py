@@ -16,8 +16,9 @@ from hsscp import dimse
 from hsscp.acse import AcceptorPolicy
 from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
+from hsscp.journal import journal_of, store_record
 from hsscp.service import AcceptorService
-from hsscp.storage import StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
+from hsscp.storage import InstanceFact, StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
 from workers.arena import Arena, Landing, StoreSink
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
@@ -42,6 +43,7 @@ class StorageService(AcceptorService):
         self.storage = storage
         self.writers = writers
         self.ignore = ignore
+        self.journal = None if ignore else journal_of(storage)
 
     def policy(self) -> AcceptorPolicy:
         # Stores of one association can be in the writers at once: grant that window.
@@ -51,7 +53,7 @@ class StorageService(AcceptorService):
         return None if self.ignore else Landing(self.arena, fallback)
 
     def sink_factory_for(self, protocol: AcceptorProtocol):
-        source: list[str] = []  # the calling AE title, checked once per association
+        source: list[str] = []  # calling AE title, called AE title, peer: once per association
 
         def new_sink(context_id: int, command) -> StoreSink | dimse.BytesSink:
             if not isinstance(command, dimse.CStoreRQ):
@@ -60,12 +62,16 @@ class StorageService(AcceptorService):
                 return DiscardSink()
             context = protocol.contexts.get(context_id)
             if not source:
-                source.append(_valid_or_empty(protocol.assoc.requestor.ae_title))
+                assoc = protocol.assoc
+                source.extend((_valid_or_empty(assoc.requestor.ae_title), _valid_or_empty(assoc.acceptor.ae_title),
+                               f"{protocol.peer[0]}:{protocol.peer[1]}"))
             request = StoreRequest(
                 sop_class_uid=command.affected_sop_class_uid,
                 sop_instance_uid=command.affected_sop_instance_uid,
                 transfer_syntax=str(context.transfer_syntax) if context else "",
                 source_ae_title=source[0],
+                called_ae_title=source[1],
+                peer=source[2],
             )
             return StoreSink(protocol.landing, self.storage, request)
 
@@ -81,7 +87,7 @@ class StorageService(AcceptorService):
             self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length))
             return
         if sink.error is not None:
-            self._answer(protocol, message.context_id, command, _failure(sink.error))
+            self._answer(protocol, message.context_id, command, _failure(sink.error), sink.request)
             return
         context_id = message.context_id
         if sink.spool_path is None and sink.length <= self.inline_limit:
@@ -92,12 +98,12 @@ class StorageService(AcceptorService):
                 log.exception("storing %s failed", command.affected_sop_instance_uid)
                 outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
             sink.discard()
-            self._answer(protocol, context_id, command, outcome)
+            self._answer(protocol, context_id, command, outcome, sink.request)
             return
 
-        def stored(outcome: StoreOutcome) -> None:
+        def stored(outcome: StoreOutcome, journaled: bool) -> None:
             sink.discard()
-            self._answer(protocol, context_id, command, outcome)
+            self._answer(protocol, context_id, command, outcome, None if journaled else sink.request)
 
         self.writers.submit(sink, stored)
 
@@ -105,8 +111,13 @@ class StorageService(AcceptorService):
         if isinstance(message.dataset, StoreSink):
             message.dataset.discard()  # its slot reference and spool file, else held for ever
 
-    def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome) -> None:
+    def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome,
+                unjournaled: StoreRequest | None = None) -> None:
+        """Send the C-STORE-RSP; journal it first if no writer did (``unjournaled`` is its request)."""
         self.stats.count(outcome.status, outcome.bytes_written)
+        if unjournaled is not None and self.journal is not None:
+            # Only failures and fsync-less inline stores get here: nothing to sync before answering.
+            self.journal.append([store_record(InstanceFact.of(unjournaled, outcome))])
         protocol.reply(
             context_id,
             dimse.CStoreRSP(

@@ -2,7 +2,9 @@
 
 A job goes to the live writer with the fewest jobs outstanding, and its
 outcome comes back to a callback (no task or future per instance: this is
-the per-instance hot path). There is no timeout: a slot must stay
+the per-instance hot path). The jobs sent to one writer in one turn of the
+event loop go out in one write, so the writer finds them together and
+stores them as one batch. There is no timeout: a slot must stay
 untouched until the writer is done with it, and a writer that stops
 beating is the supervisor's to replace.
 
@@ -34,7 +36,8 @@ log = logging.getLogger("hsscp.worker")
 RECONNECT_DELAY = 0.2
 PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 
-Done = Callable[[StoreOutcome], None]
+# Called with the outcome, and whether the writer already journaled it.
+Done = Callable[[StoreOutcome, bool], None]
 
 
 class WriterLink(asyncio.Protocol):
@@ -44,6 +47,7 @@ class WriterLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: dict[int, tuple[Done, StoreJob | SpoolJob]] = {}
         self._reader = FrameReader()
+        self._queued: list[bytes] = []  # frames of this loop turn, written together
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
@@ -53,7 +57,7 @@ class WriterLink(asyncio.Protocol):
             if isinstance(message, JobDone):
                 entry = self.pending.pop(message.job_id, None)
                 if entry is not None:
-                    entry[0](message.outcome)
+                    entry[0](message.outcome, message.journaled)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -62,7 +66,14 @@ class WriterLink(asyncio.Protocol):
 
     def send(self, job: StoreJob | SpoolJob, done: Done) -> None:
         self.pending[job.job_id] = (done, job)
-        self.transport.write(frame(job))
+        if not self._queued:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._queued.append(frame(job))
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        if self.transport is not None:  # else connection_lost failed the pending jobs
+            self.transport.write(b"".join(queued))
 
 
 class WriterPool:
@@ -105,7 +116,7 @@ class WriterPool:
     def dispatch(self, job: StoreJob | SpoolJob, done: Done) -> None:
         """Send ``job`` to the live writer with the fewest jobs outstanding (or hold it until one is up)."""
         if self.closing:
-            done(StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down"))
+            done(StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down"), False)
             return
         live = [link for link in self.links if link.transport is not None]
         if not live:  # every writer is being replaced: hold the job until one is back
@@ -123,7 +134,7 @@ class WriterPool:
             if orphans:
                 log.warning("lost writer %s with %d jobs in flight: they fail", link.path, len(orphans))
         for done, _ in orphans:
-            done(lost)
+            done(lost, False)
         if self.closing:
             return
         asyncio.ensure_future(self._reconnect(link.path))

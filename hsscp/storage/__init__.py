@@ -13,6 +13,7 @@ from hsscp.storage.backend import (
     failure,
     os_error_outcome,
 )
+from hsscp.storage.batch import StagingBackend, store_batch
 from hsscp.storage.local import (
     PEEK_LIMIT,
     TEMP_DIR_NAME,
@@ -29,10 +30,12 @@ __all__ = [
     "InstanceFact",
     "Layout",
     "Storage",
+    "StagingBackend",
     "StorageBackend",
     "StoreOutcome",
     "StoreRequest",
     "failure",
     "os_error_outcome",
+    "store_batch",
     "write_all",
 ]
