@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from hsscp.cli_parser import Honoured, Refused
+from hsscp.cli_parser import FlagTable, add_honoured, add_refused
 from hsscp.config import ServerConfig
 
 __all__ = ["PREFERENCE_FLAGS", "add_storescp_flags", "unsupported_settings"]
@@ -63,8 +63,7 @@ _AS_RECEIVED = ("hsscp writes every data set exactly as received (+B); convert f
 _NO_HOOKS = "hsscp runs no commands on reception yet; watch the output directory instead"
 _NO_TEST_MODES = "a DCMTK test mode hsscp has no equivalent for"
 
-# (flags, number of values, message)
-_REFUSED: list[tuple[tuple[str, ...], int, str]] = [
+_REFUSED: FlagTable = [
     (("--fork",), 0, _SEE_WORKERS),
     (("--single-process",), 0, "hsscp always runs associations in worker processes: --workers 1 runs one"),
     (("-id", "--inetd"), 0, "hsscp listens on its port itself; it cannot be run from inetd"),
@@ -93,6 +92,22 @@ _REFUSED: list[tuple[tuple[str, ...], int, str]] = [
 ]
 
 
+_HONOURED: FlagTable = [
+    (("+B", "--bit-preserving"), 0, "write data sets exactly as received (hsscp always does)"),
+    (("-B", "--normal"), 0, "allow format conversions (hsscp never needs to convert)"),
+    (("+F", "--write-file"), 0, "write Part 10 files (always)"),
+    (("+t=", "--write-xfer-same"), 0, "write in the transfer syntax received (always)"),
+    (("-uf", "--default-filenames"), 0, "name files by SOP Instance UID (always)"),
+    (("-dhl", "--disable-host-lookup"), 0, "hsscp never looks host names up"),
+]
+
+
+def _prefix(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("PREFIX must not be empty")
+    return text
+
+
 def add_storescp_flags(p: argparse.ArgumentParser) -> None:
     """Add DCMTK storescp's flags to the ``storescp`` parser."""
     g = p.add_argument_group(
@@ -101,17 +116,7 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
         "+xd, +xs ... and the settings marked 'not supported yet' are understood but refused at "
         "start; flags such as --fork say what to use instead.",
     )
-    g.add_argument("+B", "--bit-preserving", action=Honoured,
-                   help="write data sets exactly as received (hsscp always does)")
-    g.add_argument("-B", "--normal", action=Honoured,
-                   help="allow format conversions (hsscp never needs to convert)")
-    g.add_argument("+F", "--write-file", action=Honoured, help="write Part 10 files (always)")
-    g.add_argument("+t=", "--write-xfer-same", action=Honoured,
-                   help="write in the transfer syntax received (always)")
-    g.add_argument("-uf", "--default-filenames", action=Honoured,
-                   help="name files by SOP Instance UID (always)")
-    g.add_argument("-dhl", "--disable-host-lookup", action=Honoured,
-                   help="hsscp never looks host names up")
+    add_honoured(g, _HONOURED)
     g.add_argument("+xa", "--accept-all", dest="transfer_syntaxes", action="store_const", const=[],
                    help="accept every transfer syntax hsscp knows, the requestor's first proposed "
                         "one chosen (the default)")
@@ -124,10 +129,9 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
                    help="never replace a file of the same instance (not supported yet)")
     g.add_argument("-fe", "--filename-extension", dest="filename_extension", metavar="EXT",
                    help="extension of the files written: .dcm (others not supported yet)")
-    g.add_argument("-su", "--sort-on-study-uid", dest="sort_on_study_uid", metavar="PREFIX",
+    g.add_argument("-su", "--sort-on-study-uid", dest="sort_on_study_uid", metavar="PREFIX", type=_prefix,
                    help="folders PREFIX_<Study Instance UID> (not supported yet; see --layout)")
-    for flags, nargs, message in _REFUSED:
-        p.add_argument(*flags, action=Refused, nargs=nargs, message=message)
+    add_refused(p, _REFUSED)
 
 
 def unsupported_settings(config: ServerConfig) -> list[str]:
@@ -154,7 +158,7 @@ def unsupported_settings(config: ServerConfig) -> list[str]:
             f"setting 'filename_extension' (-fe) {config.filename_extension!r} is not supported yet: "
             "files are named <SOP Instance UID>.dcm"
         )
-    if config.sort_on_study_uid is not None:
+    if config.sort_on_study_uid:
         problems.append(
             "setting 'sort_on_study_uid' (-su) is not supported yet: --layout study (the default) "
             "writes <Study Instance UID>/<Series Instance UID>/ folders"

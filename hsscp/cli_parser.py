@@ -18,10 +18,16 @@ __all__ = [
     "PREFIX_CHARS",
     "CommandParser",
     "Deferred",
+    "FlagTable",
     "Honoured",
     "Refused",
+    "add_honoured",
+    "add_refused",
     "deferred",
 ]
+
+# (flag spellings, number of values, help text or refusal message)
+FlagTable = list[tuple[tuple[str, ...], int, str]]
 
 PREFIX_CHARS = "-+"
 
@@ -93,3 +99,15 @@ class Refused(argparse.Action):
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
         raise argparse.ArgumentError(self, self.message)
+
+
+def add_honoured(group: Any, table: FlagTable) -> None:
+    """Add each flag of ``table`` as accepted, with its help text."""
+    for flags, nargs, help_text in table:
+        group.add_argument(*flags, action=Honoured, nargs=nargs, help=help_text)
+
+
+def add_refused(parser: argparse.ArgumentParser, table: FlagTable) -> None:
+    """Add each flag of ``table`` as refused with its message (hidden from --help)."""
+    for flags, nargs, message in table:
+        parser.add_argument(*flags, action=Refused, nargs=nargs, message=message)

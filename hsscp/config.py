@@ -101,7 +101,7 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     promiscuous: bool = False  # accept storage SOP classes hsscp does not know (-pm)
     unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
     filename_extension: str = ".dcm"  # of the files written (-fe)
-    sort_on_study_uid: str | None = None  # folders <PREFIX>_<Study Instance UID> (-su PREFIX)
+    sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

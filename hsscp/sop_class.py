@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from keyword import iskeyword
 
 from pydicom import config
-from pydicom.uid import UID, UID_dictionary
+from pydicom.uid import UID_dictionary
 
 from hsscp.service_class import (
     NonPatientObjectStorageServiceClass,
@@ -23,17 +23,12 @@ from hsscp.service_class import (
     StorageServiceClass,
     VerificationServiceClass,
 )
-from hsscp.uid import VERIFICATION_SOP_CLASS
+from hsscp.uid import NEWER_UIDS, VERIFICATION_SOP_CLASS, KnownUID, newer_uids
 
-# Storage classes newer than some pydicom releases: uid -> (name, keyword), PS3.6 table A-1.
-NEWER_STORAGE_CLASSES: dict[str, tuple[str, str]] = {
-    "1.2.840.10008.5.1.4.1.1.9.100.1": ("Waveform Presentation State Storage", "WaveformPresentationStateStorage"),
-    "1.2.840.10008.5.1.4.1.1.9.100.2": (
-        "Waveform Acquisition Presentation State Storage", "WaveformAcquisitionPresentationStateStorage"
-    ),
-    "1.2.840.10008.5.1.4.1.1.66.7": ("Label Map Segmentation Storage", "LabelMapSegmentationStorage"),
-    "1.2.840.10008.5.1.4.1.1.66.8": ("Height Map Segmentation Storage", "HeightMapSegmentationStorage"),
-}
+# Storage classes newer than some pydicom releases, named by hsscp.uid.NEWER_UIDS.
+NEWER_STORAGE_CLASSES: frozenset[str] = frozenset(
+    uid for uid, (_, kind, _) in NEWER_UIDS.items() if kind == "SOP Class"
+)
 
 # Storage classes of the Non-Patient Object Storage service (PS3.4 GG), as pynetdicom lists them.
 NON_PATIENT_OBJECT_CLASSES: frozenset[str] = frozenset({
@@ -176,12 +171,7 @@ COMMON_STORAGE_CLASSES: tuple[str, ...] = (
 )
 
 
-def _newer(uid: str) -> tuple[str, str] | None:
-    """Our own (name, keyword) for a class the installed pydicom does not know."""
-    return None if uid in UID_dictionary else NEWER_STORAGE_CLASSES.get(uid)
-
-
-class SOPClass(UID):
+class SOPClass(KnownUID):
     """A SOP Class UID: equal to, and hashing like, its UID string.
 
     ``name`` comes from pydicom's dictionary (e.g. ``"CT Image Storage"``);
@@ -193,20 +183,6 @@ class SOPClass(UID):
             return val
         # Unknown peer UIDs may be non-conformant; that is not worth a warning here.
         return super().__new__(cls, val, validation_mode=config.IGNORE)
-
-    @property
-    def name(self) -> str:
-        newer = _newer(self)
-        return newer[0] if newer else super().name
-
-    @property
-    def keyword(self) -> str:
-        newer = _newer(self)
-        return newer[1] if newer else super().keyword
-
-    @property
-    def type(self) -> str:
-        return "SOP Class" if _newer(self) else super().type
 
     @property
     def service_class(self) -> type[ServiceClass]:
@@ -233,7 +209,7 @@ def _storage_uids() -> Iterator[str]:
     for uid, (name, uid_type, _info, _retired, _keyword) in UID_dictionary.items():
         if _is_storage(name, uid_type):
             yield uid
-    yield from (uid for uid in NEWER_STORAGE_CLASSES if uid not in UID_dictionary)
+    yield from newer_uids("SOP Class")
 
 
 STORAGE_SOP_CLASSES: tuple[SOPClass, ...] = tuple(

@@ -118,3 +118,18 @@ def test_register_uid_refuses_what_pynetdicom_refuses(restore_registry, keyword,
     with pytest.raises(error):
         their_sop_class.register_uid(PRIVATE_UID, keyword, service)
     assert uid_to_service_class(PRIVATE_UID) is service_class.ServiceClass
+
+
+def test_the_lists_do_not_depend_on_whether_pynetdicom_was_imported_first() -> None:
+    # pynetdicom adds transfer syntaxes to pydicom's dictionary when it is imported.
+    code = (
+        "import sys\n"
+        "if sys.argv[1] == 'first': import pynetdicom\n"
+        "from hsscp.uid import ALL_TRANSFER_SYNTAXES as ts\n"
+        "from hsscp.sop_class import STORAGE_SOP_CLASSES as sc\n"
+        "print([str(u) for u in ts], [str(u) for u in sc], [u.name for u in ts])\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", code, order], capture_output=True, text=True, check=True).stdout
+            for order in ("first", "not")]
+    assert runs[0] == runs[1]
+    assert "JPEG XL Lossless" in runs[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from hsscp.cli_parser import Honoured, Refused
+from hsscp.cli_parser import FlagTable, add_honoured, add_refused
 
 __all__ = ["LOG_LEVELS", "add_network_flags", "add_storescu_flags"]
 
@@ -48,26 +48,30 @@ def add_network_flags(g: argparse._ArgumentGroup) -> None:
                    help=f"log at this level: {', '.join(LOG_LEVELS)} (wins over -q/-v/-d)")
 
 
+_HONOURED: FlagTable = [
+    (("+sd", "--scan-directories"), 0, "folders are always scanned"),
+    (("+r", "--recurse"), 0, "folders are always scanned recursively"),
+    (("-R", "--required"), 0, "propose only the contexts the files need (always)"),
+    (("+f", "--read-file", "+fo", "--read-file-only"), 0,
+     "send DICOM Part 10 files; other files are skipped (always)"),
+]
+
+_REFUSED: FlagTable = [
+    *(((flag,), 0, _OWN_SYNTAX) for flag in _PROPOSALS),
+    (("+C", "--combine"), 0, "hsscp proposes a context per transfer syntax, so each file can go as it is"),
+    (("-r", "--no-recurse"), 0, "hsscp storescu always scans folders recursively: name the files instead"),
+    (("-f", "--read-dataset"), 0, "hsscp storescu sends DICOM Part 10 files, with their File Meta Information"),
+    (("+rn", "--rename"), 0, "hsscp storescu never renames the files it sends"),
+    (("-xf", "--config-file"), 2,
+     "hsscp storescu proposes the contexts its files need; it reads no association profile"),
+]
+
+
 def add_storescu_flags(p: argparse.ArgumentParser) -> None:
     """DCMTK storescu's input and proposal flags on hsscp's storescu."""
     g = p.add_argument_group("DCMTK storescu flags", "accepted where hsscp does the same")
-    g.add_argument("+sd", "--scan-directories", action=Honoured, help="folders are always scanned")
-    g.add_argument("+r", "--recurse", action=Honoured, help="folders are always scanned recursively")
-    g.add_argument("-R", "--required", action=Honoured,
-                   help="propose only the contexts the files need (always)")
-    g.add_argument("+f", "--read-file", "+fo", "--read-file-only", action=Honoured,
-                   help="send DICOM Part 10 files; other files are skipped (always)")
+    add_honoured(g, _HONOURED)
     g.add_argument("-xi", "--propose-implicit", dest="propose_implicit", action="store_true",
                    help="propose implicit VR little endian only; explicit VR little endian files are "
                         "converted, others fail with no accepted presentation context")
-    for flag in _PROPOSALS:
-        p.add_argument(flag, action=Refused, message=_OWN_SYNTAX)
-    p.add_argument("+C", "--combine", action=Refused,
-                   message="hsscp proposes a context per transfer syntax, so each file can go as it is")
-    p.add_argument("-r", "--no-recurse", action=Refused,
-                   message="hsscp storescu always scans folders recursively: name the files instead")
-    p.add_argument("-f", "--read-dataset", action=Refused,
-                   message="hsscp storescu sends DICOM Part 10 files, with their File Meta Information")
-    p.add_argument("+rn", "--rename", action=Refused, message="hsscp storescu never renames the files it sends")
-    p.add_argument("-xf", "--config-file", nargs=2, action=Refused,
-                   message="hsscp storescu proposes the contexts its files need; it reads no association profile")
+    add_refused(p, _REFUSED)
