@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import operator
 import struct
 from collections.abc import Callable, Iterable, Iterator
 from enum import IntEnum
@@ -18,6 +17,7 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
+from hsscp import dimse_aliases as alias
 from hsscp.errors import AbortReason, RemoteProtocolError
 
 # Command Field values (PS3.7 E.1); the names only serve logging.
@@ -148,55 +148,6 @@ def _enc_tags(tag: int, tags: list[int]) -> bytes:
     return _enc_raw(tag, b"".join(_AT_VALUE.pack(t >> 16, t & 0xFFFF) for t in tags), b"")
 
 
-# --- pynetdicom's primitive names -------------------------------------------
-# Handlers written for pynetdicom read ``event.request.AffectedSOPInstanceUID``
-# and the like: each command offers those names, read-only, beside its own.
-
-
-def _alias(field: str, doc: str) -> property:
-    """A read-only property returning the command's field ``field`` as it is."""
-    return property(operator.attrgetter(field), doc=doc)
-
-
-def _uid_alias(field: str, doc: str) -> property:
-    """A read-only property returning a UID field as pydicom's ``UID``, None when empty."""
-
-    def get(self: object) -> object:
-        value = getattr(self, field)
-        if not value:
-            return None
-        # Imported here: this module is sans-IO and loads no pydicom of its own.
-        from pydicom import config
-        from pydicom.uid import UID
-
-        return UID(value, validation_mode=config.IGNORE)
-
-    return property(get, doc=doc)
-
-
-def _tags_alias(field: str, doc: str) -> property:
-    """A read-only property returning AT values as pydicom tags (None when absent)."""
-
-    def get(self: object) -> object:
-        value = getattr(self, field)
-        if value is None:
-            return None
-        from pydicom.tag import Tag
-
-        return [Tag(tag) for tag in value]
-
-    return property(get, doc=doc)
-
-
-_MESSAGE_ID_DOC = "(0000,0110) Message ID, as pynetdicom names it."
-_RESPONDED_TO_DOC = "(0000,0120) Message ID Being Responded To, as pynetdicom names it."
-_STATUS_DOC = "(0000,0900) Status, as pynetdicom names it."
-_CLASS_DOC = "(0000,0002) Affected SOP Class UID as a pydicom UID (None if absent), as pynetdicom names it."
-_INSTANCE_DOC = "(0000,1000) Affected SOP Instance UID as a pydicom UID (None if absent), as pynetdicom names it."
-_COMMENT_DOC = "(0000,0902) Error Comment (None if absent), as pynetdicom names it."
-_OFFENDING_DOC = "(0000,0901) Offending Element as pydicom tags (None if absent), as pynetdicom names it."
-
-
 # --- commands ---------------------------------------------------------------
 
 
@@ -207,8 +158,8 @@ class CEchoRQ(msgspec.Struct, frozen=True, gc=False):
     command_field: ClassVar[int] = C_ECHO_RQ
     has_dataset: ClassVar[bool] = False
 
-    MessageID = _alias("message_id", _MESSAGE_ID_DOC)
-    AffectedSOPClassUID = _uid_alias("affected_sop_class_uid", _CLASS_DOC)
+    MessageID = alias.plain("message_id", alias.MESSAGE_ID)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
 
     def _encode_body(self) -> list[bytes]:
         parts = [_enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid)]
@@ -225,9 +176,9 @@ class CEchoRSP(msgspec.Struct, frozen=True, gc=False):
     command_field: ClassVar[int] = C_ECHO_RSP
     has_dataset: ClassVar[bool] = False
 
-    MessageIDBeingRespondedTo = _alias("message_id_being_responded_to", _RESPONDED_TO_DOC)
-    Status = _alias("status", _STATUS_DOC)
-    AffectedSOPClassUID = _uid_alias("affected_sop_class_uid", _CLASS_DOC)
+    MessageIDBeingRespondedTo = alias.plain("message_id_being_responded_to", alias.RESPONDED_TO)
+    Status = alias.plain("status", alias.STATUS)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
 
     def _encode_body(self) -> list[bytes]:
         parts = []
@@ -251,14 +202,14 @@ class CStoreRQ(msgspec.Struct, frozen=True, gc=False):
     command_field: ClassVar[int] = C_STORE_RQ
     has_dataset: ClassVar[bool] = True
 
-    MessageID = _alias("message_id", _MESSAGE_ID_DOC)
-    AffectedSOPClassUID = _uid_alias("affected_sop_class_uid", _CLASS_DOC)
-    AffectedSOPInstanceUID = _uid_alias("affected_sop_instance_uid", _INSTANCE_DOC)
-    Priority = _alias("priority", "(0000,0700) Priority: 0 medium, 1 high, 2 low, as pynetdicom names it.")
-    MoveOriginatorApplicationEntityTitle = _alias(
+    MessageID = alias.plain("message_id", alias.MESSAGE_ID)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
+    AffectedSOPInstanceUID = alias.uid("affected_sop_instance_uid", alias.INSTANCE)
+    Priority = alias.plain("priority", "(0000,0700) Priority: 0 medium, 1 high, 2 low, as pynetdicom names it.")
+    MoveOriginatorApplicationEntityTitle = alias.plain(
         "move_originator_aet", "(0000,1030) Move Originator AE Title (None if absent), as pynetdicom names it."
     )
-    MoveOriginatorMessageID = _alias(
+    MoveOriginatorMessageID = alias.plain(
         "move_originator_message_id", "(0000,1031) Move Originator Message ID (None if absent), as pynetdicom names it."
     )
 
@@ -290,12 +241,12 @@ class CStoreRSP(msgspec.Struct, frozen=True, gc=False):
     command_field: ClassVar[int] = C_STORE_RSP
     has_dataset: ClassVar[bool] = False
 
-    MessageIDBeingRespondedTo = _alias("message_id_being_responded_to", _RESPONDED_TO_DOC)
-    Status = _alias("status", _STATUS_DOC)
-    AffectedSOPClassUID = _uid_alias("affected_sop_class_uid", _CLASS_DOC)
-    AffectedSOPInstanceUID = _uid_alias("affected_sop_instance_uid", _INSTANCE_DOC)
-    ErrorComment = _alias("error_comment", _COMMENT_DOC)
-    OffendingElement = _tags_alias("offending_element", _OFFENDING_DOC)
+    MessageIDBeingRespondedTo = alias.plain("message_id_being_responded_to", alias.RESPONDED_TO)
+    Status = alias.plain("status", alias.STATUS)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
+    AffectedSOPInstanceUID = alias.uid("affected_sop_instance_uid", alias.INSTANCE)
+    ErrorComment = alias.plain("error_comment", alias.COMMENT)
+    OffendingElement = alias.tags("offending_element", alias.OFFENDING)
 
     def _encode_body(self) -> list[bytes]:
         parts = []
