@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from pydicom import dcmread
 
 from .datagen import dataset_of, stored_files, write_instances
@@ -167,3 +168,30 @@ def test_make_run_listens_on_loopback_and_says_where(tmp_path) -> None:
         os.killpg(proc.pid, signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     assert f"AE title HSSCP, address 127.0.0.1, port {port}, output folder {out}" in output
+
+
+@pytest.mark.parametrize("flag", ["+x=", "+xe", "+xb", "+xi", "+xs", "+xr"])
+def test_the_preference_lists_choose_as_dcmtk_storescp_does(tmp_path, flag) -> None:
+    """What the +x flags parse into, negotiated with the acceptor's order first, picks DCMTK's syntax."""
+    from hsscp import AE
+    from hsscp.cli_dcmtk import PREFERENCE_FLAGS
+    from hsscp.presentation import build_context, negotiate_as_acceptor
+
+    ct = "1.2.840.10008.5.1.4.1.1.2"
+    proposal = [IMPLICIT, "1.2.840.10008.1.2.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.4.70",
+                "1.2.840.10008.1.2.5"]
+    syntaxes = next(value for flags, value in PREFERENCE_FLAGS.items() if flag in flags)
+    proposed = build_context(ct, proposal)
+    proposed.context_id = 1
+    (ours,), _ = negotiate_as_acceptor([proposed], [build_context(ct, syntaxes)], prefer_proposed=False)
+
+    port = free_port()
+    (tmp_path / "out").mkdir()
+    with running(["storescp", flag, "-od", str(tmp_path / "out"), str(port)], env=dcmtk_env(), ready_port=port):
+        scu = AE("HSSCP")
+        scu.add_requested_context(ct, proposal)
+        assoc = scu.associate("127.0.0.1", port, ae_title="STORESCP")
+        assert assoc.is_established
+        (theirs,) = assoc.accepted_contexts
+        assoc.release()
+    assert ours.transfer_syntax == theirs.transfer_syntax
