@@ -25,14 +25,16 @@ log = logging.getLogger("hsscp.loadgen")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS, EXIT_SKIPPED = 0, 1, 2, 3, 4
 
-EXIT_STATUS = """\
+_EXIT_LINES = """\
 exit status:
   0  every operation succeeded (status 0x0000) and every association was released
   1  something failed or was not sent: a failure status, a file with no accepted
      presentation context, an association rejected, aborted or lost, a refused
      connection, a timeout
   2  bad usage, or files that cannot be sent as asked
-  3  everything was stored, some with a warning status (0xB000 range)
+  3  every operation succeeded, some with a warning status (0xB000 range)"""
+ECHO_EXIT_STATUS = _EXIT_LINES
+EXIT_STATUS = _EXIT_LINES + """
   4  everything sent was stored, but some of the files named were skipped
      (not DICOM Part 10 files, unreadable)
 The report names each file that failed or was skipped; --json has them all."""
@@ -120,7 +122,7 @@ def register(subparsers: Any) -> None:
 
     p = subparsers.add_parser("echoscu", help="C-ECHO round trips, as a load generator",
                               description="Measure C-ECHO round trips over K associations.",
-                              epilog=EXIT_STATUS.split("\n  4")[0],
+                              epilog=ECHO_EXIT_STATUS,
                               formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars=PREFIX_CHARS)
     p.set_defaults(func=run_echoscu)
     _add_network(p, "ECHOSCU")
