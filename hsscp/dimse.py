@@ -7,7 +7,8 @@
 * Receiving: :class:`MessageAssembler` rebuilds messages from PDV payload
   chunks and streams data set bytes into a :class:`DatasetSink`.
 * Statuses: :class:`Status`, and :func:`status_category` for their PS3.7
-  classes, live in :mod:`hsscp.status` and are re-exported here.
+  classes, live in :mod:`hsscp.dimse_status` and are re-exported here
+  (:mod:`hsscp.status` holds pynetdicom's names for users).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import ClassVar, Protocol
 
 import msgspec
 
+from hsscp import dimse_aliases as alias
+from hsscp.dimse_status import Status, StatusCategory, status_category  # noqa: F401 (dimse.Status is public)
 from hsscp.errors import AbortReason, RemoteProtocolError, invalid
-from hsscp.status import Status, StatusCategory, status_category  # noqa: F401 (dimse.Status is public)
 
 # Command Field values (PS3.7 E.1); the names only serve logging.
 COMMAND_NAMES: dict[int, str] = {
@@ -132,6 +134,9 @@ class CEchoRQ(msgspec.Struct, frozen=True, gc=False):
     command_field: ClassVar[int] = C_ECHO_RQ
     has_dataset: ClassVar[bool] = False
 
+    MessageID = alias.plain("message_id", alias.MESSAGE_ID)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
+
     def _encode_body(self) -> list[bytes]:
         parts = [_enc_uid(_AFFECTED_SOP_CLASS_UID, self.affected_sop_class_uid)]
         parts += (_enc_us(_COMMAND_FIELD, C_ECHO_RQ), _enc_us(_MESSAGE_ID, self.message_id))
@@ -146,6 +151,10 @@ class CEchoRSP(msgspec.Struct, frozen=True, gc=False):
 
     command_field: ClassVar[int] = C_ECHO_RSP
     has_dataset: ClassVar[bool] = False
+
+    MessageIDBeingRespondedTo = alias.plain("message_id_being_responded_to", alias.RESPONDED_TO)
+    Status = alias.plain("status", alias.STATUS)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
 
     def _encode_body(self) -> list[bytes]:
         parts = []
@@ -168,6 +177,17 @@ class CStoreRQ(msgspec.Struct, frozen=True, gc=False):
 
     command_field: ClassVar[int] = C_STORE_RQ
     has_dataset: ClassVar[bool] = True
+
+    MessageID = alias.plain("message_id", alias.MESSAGE_ID)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
+    AffectedSOPInstanceUID = alias.uid("affected_sop_instance_uid", alias.INSTANCE)
+    Priority = alias.plain("priority", "(0000,0700) Priority: 0 medium, 1 high, 2 low, as pynetdicom names it.")
+    MoveOriginatorApplicationEntityTitle = alias.plain(
+        "move_originator_aet", "(0000,1030) Move Originator AE Title (None if absent), as pynetdicom names it."
+    )
+    MoveOriginatorMessageID = alias.plain(
+        "move_originator_message_id", "(0000,1031) Move Originator Message ID (None if absent), as pynetdicom names it."
+    )
 
     def _encode_body(self) -> list[bytes]:
         parts = [
@@ -196,6 +216,13 @@ class CStoreRSP(msgspec.Struct, frozen=True, gc=False):
 
     command_field: ClassVar[int] = C_STORE_RSP
     has_dataset: ClassVar[bool] = False
+
+    MessageIDBeingRespondedTo = alias.plain("message_id_being_responded_to", alias.RESPONDED_TO)
+    Status = alias.plain("status", alias.STATUS)
+    AffectedSOPClassUID = alias.uid("affected_sop_class_uid", alias.CLASS)
+    AffectedSOPInstanceUID = alias.uid("affected_sop_instance_uid", alias.INSTANCE)
+    ErrorComment = alias.plain("error_comment", alias.COMMENT)
+    OffendingElement = alias.tags("offending_element", alias.OFFENDING)
 
     def _encode_body(self) -> list[bytes]:
         parts = []
