@@ -39,7 +39,6 @@ class SpoolJob(msgspec.Struct, tag=True, array_like=True, frozen=True):
 class JobDone(msgspec.Struct, tag=True, array_like=True, frozen=True):
     job_id: int
     outcome: StoreOutcome
-    journaled: bool = False  # the writer wrote its journal record: the worker must not write another
 
 
 Message = StoreJob | SpoolJob | JobDone

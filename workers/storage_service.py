@@ -101,9 +101,11 @@ class StorageService(AcceptorService):
             self._answer(protocol, context_id, command, outcome, sink.request)
             return
 
-        def stored(outcome: StoreOutcome, journaled: bool) -> None:
+        def stored(outcome: StoreOutcome) -> None:
             sink.discard()
-            self._answer(protocol, context_id, command, outcome, None if journaled else sink.request)
+            # A writer journals what it answers; what the pool answers itself is journaled here.
+            unjournaled = sink.request if self.writers.answered_here(outcome) else None
+            self._answer(protocol, context_id, command, outcome, unjournaled)
 
         self.writers.submit(sink, stored)
 

@@ -133,8 +133,7 @@ class Writer:
             except OSError as exc:  # stored but not recorded: failure is the true answer
                 log.error("cannot write the journal: %s", exc)
                 outcomes = [os_error_outcome(exc)] * len(jobs)
-        return [JobDone(job.job_id, outcome, journaled=journal is not None)
-                for job, outcome in zip(jobs, outcomes, strict=True)]
+        return [JobDone(job.job_id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
 
     def _store(self, jobs: list[StoreJob | SpoolJob]) -> list[StoreOutcome]:
         outcomes: list[StoreOutcome] = [UNREADABLE] * len(jobs)

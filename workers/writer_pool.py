@@ -36,8 +36,10 @@ log = logging.getLogger("hsscp.worker")
 RECONNECT_DELAY = 0.2
 PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 
-# Called with the outcome, and whether the writer already journaled it.
-Done = Callable[[StoreOutcome, bool], None]
+Done = Callable[[StoreOutcome], None]
+# The failures the pool answers itself, no writer having seen the job (so none journaled it).
+SHUTTING_DOWN = StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down")
+WRITER_LOST = StoreOutcome(PROCESSING_FAILURE, error_comment="writer lost")
 
 
 class WriterLink(asyncio.Protocol):
@@ -57,7 +59,7 @@ class WriterLink(asyncio.Protocol):
             if isinstance(message, JobDone):
                 entry = self.pending.pop(message.job_id, None)
                 if entry is not None:
-                    entry[0](message.outcome, message.journaled)
+                    entry[0](message.outcome)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -116,7 +118,7 @@ class WriterPool:
     def dispatch(self, job: StoreJob | SpoolJob, done: Done) -> None:
         """Send ``job`` to the live writer with the fewest jobs outstanding (or hold it until one is up)."""
         if self.closing:
-            done(StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down"), False)
+            done(SHUTTING_DOWN)
             return
         live = [link for link in self.links if link.transport is not None]
         if not live:  # every writer is being replaced: hold the job until one is back
@@ -128,13 +130,13 @@ class WriterPool:
         if link in self.links:
             self.links.remove(link)
         if self.closing:
-            lost = StoreOutcome(PROCESSING_FAILURE, error_comment="shutting down")
+            lost = SHUTTING_DOWN
         else:
-            lost = StoreOutcome(PROCESSING_FAILURE, error_comment="writer lost")
+            lost = WRITER_LOST
             if orphans:
                 log.warning("lost writer %s with %d jobs in flight: they fail", link.path, len(orphans))
         for done, _ in orphans:
-            done(lost, False)
+            done(lost)
         if self.closing:
             return
         asyncio.ensure_future(self._reconnect(link.path))
@@ -161,6 +163,11 @@ class WriterPool:
         for link in self.links:
             if link.transport is not None:
                 link.transport.close()
+
+    @staticmethod
+    def answered_here(outcome: StoreOutcome) -> bool:
+        """Whether ``outcome`` is the pool's own failure answer: no writer had the job, none journaled it."""
+        return outcome is SHUTTING_DOWN or outcome is WRITER_LOST
 
     @property
     def in_flight(self) -> int:
