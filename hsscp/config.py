@@ -29,6 +29,7 @@ from hsscp.aet import normalize_ae_title
 from hsscp.errors import InvalidInput
 
 __all__ = [
+    "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
     "LAYOUTS",
     "LOG_LEVELS",
@@ -44,6 +45,7 @@ __all__ = [
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
+DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -94,6 +96,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # What a store of a SOP instance already stored with other bytes does.
+    on_duplicate: str = "overwrite"
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -115,7 +119,8 @@ class ServerConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_o
             raise ValueError(
                 f"max_pdu must be 0 (unlimited) or {MIN_PDU} to {2**32 - 1}, not {self.max_pdu}"
             )
-        for name, allowed in (("log_level", LOG_LEVELS), ("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+        for name, allowed in (("log_level", LOG_LEVELS), ("layout", LAYOUTS), ("fsync", FSYNC_POLICIES),
+                              ("on_duplicate", DUPLICATE_POLICIES)):
             if getattr(self, name) not in allowed:
                 choices = ", ".join(repr(a) for a in allowed)
                 raise ValueError(f"{name} must be one of {choices}, not {getattr(self, name)!r}")

@@ -83,6 +83,8 @@ class Spooled:
     def structure_defect(self, transfer_syntax: str) -> Defect | None:
         walk = StructureWalk(encoding_of(transfer_syntax), self.length)
         need = walk.walk(self.head)
+        if need is None:  # decided from the head alone: no read
+            return walk.defect
         window = memoryview(bytearray(WALK_WINDOW))
         while need is not None:
             size = self._read_into(window[: min(WALK_WINDOW, self.length - need)], need)
