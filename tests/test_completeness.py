@@ -12,8 +12,8 @@ import struct
 import tracemalloc
 from pathlib import Path
 
-import pytest
 import pydicom
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydicom import Dataset

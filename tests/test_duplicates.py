@@ -20,14 +20,29 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
 from hsscp.dimse import Status
 from hsscp.part10 import read_file_meta
-from hsscp.storage import TEMP_DIR_NAME, FsyncPolicy, Storage, StoreOutcome, StoreRequest
+from hsscp.storage import (
+    DUPLICATE_SOP_INSTANCE,
+    TEMP_DIR_NAME,
+    DuplicatePolicy,
+    FsyncPolicy,
+    Storage,
+    StoreOutcome,
+    StoreRequest,
+)
 from hsscp.storage import install as install_module
-from hsscp.storage.install import DuplicatePolicy
 
 from .test_dataset_peek import encode, undefined_length
-from .test_storage import INSTANCE, SERIES, STUDY, assert_no_temp_files, make_dataset, request, spool, tree
+from .test_storage import (
+    INSTANCE,
+    SERIES,
+    STUDY,
+    assert_no_temp_files,
+    make_dataset,
+    request,
+    spool,
+    tree,
+)
 
-DUPLICATE_SOP_INSTANCE = 0x0111
 HOW = ["memory", "spooled"]
 FIRST = make_dataset(patient="First", pixel_bytes=3000)
 SECOND = make_dataset(patient="Second^Other", pixel_bytes=5000)
