@@ -1,7 +1,8 @@
 """A SOP instance stored twice: each duplicate policy, the same bytes again, copies racing, cut copies.
 
-At the storage level, in memory (several segments) and spooled alike; the
-running server is covered in test_whole_datasets_scp.py.
+At the storage level, in memory (several segments) and spooled alike, and
+against the running multiprocess server with DCMTK's storescu and a raw
+requestor (the server has the default policy until the setting reaches it).
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ import errno
 import logging
 import multiprocessing
 import os
+import subprocess
 import threading
 from pathlib import Path
 
 import msgspec
 import pytest
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, JPEG2000Lossless
 
+from hsscp import dimse
 from hsscp.dimse import Status
+from hsscp.indications import MessageReceived, ReleaseConfirmed
 from hsscp.part10 import read_file_meta
 from hsscp.storage import (
     DUPLICATE_SOP_INSTANCE,
@@ -31,6 +35,9 @@ from hsscp.storage import (
 )
 from hsscp.storage import install as install_module
 
+from .datagen import instance, stored_files, temp_files, write_instance
+from .peers import dcmtk_env, require_binary
+from .raw_peers import Requestor, serving, studies
 from .test_dataset_peek import encode, undefined_length
 from .test_storage import (
     INSTANCE,
@@ -381,3 +388,80 @@ def test_the_same_bytes_racing_are_identical(tmp_path: Path) -> None:
     for both in rounds.values():
         assert sorted(str(duplicate) for _status, duplicate, _path in both) == ["None", "identical"]
         assert {status for status, _duplicate, _path in both} == {Status.SUCCESS}
+
+
+# -- against the running server (its default policy: overwrite) ----------------------------------
+
+
+def sequenced_instance(index: int, pixel_bytes: int) -> Dataset:
+    """A test instance with an undefined-length sequence after its UIDs, then its pixel data."""
+    ds = instance(index, pixel_bytes=pixel_bytes, study=next(studies))
+    request_item = Dataset()
+    request_item.RequestedProcedureID = "RP1"
+    request_item.ScheduledProcedureStepID = "SPS1"
+    ds.RequestAttributesSequence = undefined_length([request_item])
+    ds["RequestAttributesSequence"].is_undefined_length = True
+    return ds
+
+
+def cut_copy(good: Path, folder: Path, where: str) -> Path:
+    """A Part 10 file of ``good``'s instance whose data set is cut in its pixel data or in its sequence."""
+    data = good.read_bytes()
+    at = data.index(b"\x40\x00\x75\x02") + 40 if where == "sequence" else len(data) - 500
+    folder.mkdir(exist_ok=True)
+    path = folder / good.name  # the file name is the SOP Instance UID the raw requestor sends
+    path.write_bytes(data[:at])
+    return path
+
+
+def store_raw(port: int, path: Path) -> dimse.CStoreRSP:
+    """Send ``path``'s data set bytes as they are (DCMTK's storescu refuses a cut file)."""
+    peer = Requestor(port).associate()
+    try:
+        peer.sock.sendall(peer.store_wire(path))
+        (answer,) = [i for i in peer.receive(MessageReceived) if isinstance(i, MessageReceived)]
+        peer.send(*peer.engine.release())
+        peer.receive(ReleaseConfirmed)
+    finally:
+        peer.close()
+    return answer.command
+
+
+def storescu(port: int, *paths: Path) -> None:
+    done = subprocess.run([require_binary("storescu"), "-to", "10", "-ta", "10", "-td", "10", "127.0.0.1", str(port),
+                           *map(str, paths)], env=dcmtk_env(), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_running_server_refuses_cut_copies_keeps_identical_ones_and_overwrites_others(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.mkdir()
+    # One data set held in memory, one past the spool threshold (spooled as it arrives).
+    goods = [write_instance(source, sequenced_instance(1, 4096)), write_instance(source, sequenced_instance(2, 300_000))]
+    with serving(tmp_path / "out", "--spool-threshold", "64K", workers=2, writers=1) as scp:
+        storescu(scp.port, *goods)
+        stored = stored_files(scp.out)
+        # storescu sends its own encoding of a file (defined-length sequences): what it sent is the good copy.
+        first = {good.stem: stored[good.stem].read_bytes() for good in goods}
+        befores = {good.stem: os.stat(stored[good.stem]) for good in goods}
+        for good in goods:
+            assert dcmread(stored[good.stem]).RequestAttributesSequence[0].RequestedProcedureID == "RP1"
+        for where in ("pixel data", "sequence"):
+            for good in goods:
+                answer = store_raw(scp.port, cut_copy(good, tmp_path / where, where))
+                assert answer.status == Status.CANNOT_UNDERSTAND, answer
+                assert "runs past the end" in answer.error_comment or "delimiter" in answer.error_comment
+        storescu(scp.port, *goods)  # the same bytes again: Success, files untouched
+        for good in goods:
+            after = os.stat(stored[good.stem])
+            assert (after.st_ino, after.st_mtime_ns) == (befores[good.stem].st_ino, befores[good.stem].st_mtime_ns)
+            assert stored[good.stem].read_bytes() == first[good.stem]
+        changed = dcmread(goods[0])
+        changed.PatientName = "CHANGED^NAME"
+        other = write_instance(tmp_path / "pixel data", changed)  # the same SOP instance, other bytes
+        storescu(scp.port, other)
+        assert dcmread(stored[other.stem]).PatientName == "CHANGED^NAME"
+        assert stored_files(scp.out).keys() == {good.stem for good in goods}
+        assert temp_files(scp.out) == []
+    assert f"duplicate SOP instance {other.stem}: overwritten" in scp.output
+    assert scp.output.count("data set not whole") == 4
