@@ -194,13 +194,14 @@ class StructureWalk:
     __slots__ = ("length", "defect", "end", "_top", "_encoding", "_pos", "_depth",
                  "_switched_at", "_opened", "_until_closed")
 
-    def __init__(self, encoding: Encoding, length: int) -> None:
+    def __init__(self, encoding: Encoding, length: int, start: int = 0) -> None:
+        """Walk ``length`` bytes in ``encoding`` from ``start``, a top-level element boundary."""
         self.length = length
         self.defect: Defect | None = None
         self.end: int | None = None
         self._top = encoding  # the data set's encoding
         self._encoding = encoding  # the innermost level's: implicit VR LE inside a UN
-        self._pos = 0
+        self._pos = start
         # Levels alternate: even depths (0 is the data set itself, then items) hold
         # elements; odd depths (sequences, encapsulated pixel data) hold items.
         self._depth = 0
@@ -222,50 +223,56 @@ class StructureWalk:
         """
         if self.defect is not None or self.end is not None:
             return None
-        pos = self._pos
-        if pos < base:
-            raise ValueError(f"the window starts at {base}, past the next header at {pos}")
-        length = self.length
-        if base + len(window) > length:
-            window = window[: length - base]
+        if self._pos < base:
+            raise ValueError(f"the window starts at {base}, past the next header at {self._pos}")
+        if base + len(window) > self.length:
+            window = window[: self.length - base]
+        at = self._pos - base  # offsets in the window from here on
+        limit = self.length - base
         header_lengths = HEADER_LENGTH
-        while True:  # once per change of level: its encoding and kind, as locals
+        while True:  # once per sequence, item or delimiter: the level's encoding as locals
             encoding = self._encoding
-            implicit = encoding.implicit
             header = encoding.header.unpack_from
             u32 = encoding.u32.unpack_from
-            in_item = not self._depth & 1
             try:
-                while True:  # the hot loop: one element of defined length per turn
-                    at = pos - base
-                    if implicit:
+                if self._depth & 1:  # in a sequence: items and its delimiter, no VR
+                    group, element = encoding.tag.unpack_from(window, at)
+                    (value_length,) = u32(window, at + 4)
+                    vr, header_length = b"", 8
+                elif encoding.implicit:
+                    while True:  # the hot loops: one element of defined length per turn
                         group, element, value_length = header(window, at)
-                        header_length = 8
-                        vr = b""
-                    else:
+                        if value_length == UNDEFINED_LENGTH or group == DELIMITER_GROUP:
+                            break
+                        at += 8 + value_length
+                        if at > limit:
+                            return self._overran(base + at - 8 - value_length, group << 16 | element)
+                    vr, header_length = b"", 8
+                else:
+                    while True:
                         group, element, vr, value_length = header(window, at)
                         if group == DELIMITER_GROUP:  # items and delimiters have no VR
-                            header_length = 8
-                            vr = b""
                             (value_length,) = u32(window, at + 4)
-                        else:
-                            header_length = header_lengths.get(vr, 0)
-                            if header_length == 12:
-                                (value_length,) = u32(window, at + 8)
-                            elif not header_length:
-                                message = str(unknown_vr(group << 16 | element, pos, vr))
-                                return self._fail(pos, message, cut=False)
-                    if in_item and value_length != UNDEFINED_LENGTH and group != DELIMITER_GROUP:
-                        pos += header_length + value_length
-                        if pos > length:
-                            return self._overran(pos - header_length - value_length, group << 16 | element)
-                        continue
-                    pos = self._structure(pos, group << 16 | element, vr, value_length, header_length)
-                    if pos is None:
-                        return None
-                    break
-            except struct.error:  # struct's bounds check: the header at pos is not whole here
-                return self._ran_out(pos, base + len(window))
+                            vr, header_length = b"", 8
+                            break
+                        header_length = header_lengths.get(vr, 0)
+                        if header_length == 12:
+                            (value_length,) = u32(window, at + 8)
+                            if value_length == UNDEFINED_LENGTH:
+                                break
+                        elif not header_length:
+                            message = str(unknown_vr(group << 16 | element, base + at, vr))
+                            return self._fail(base + at, message, cut=False)
+                        at += header_length + value_length
+                        if at > limit:
+                            start = base + at - header_length - value_length
+                            return self._overran(start, group << 16 | element)
+            except struct.error:  # struct's bounds check: the header is not whole in the window
+                return self._ran_out(base + at, base + len(window))
+            pos = self._structure(base + at, group << 16 | element, vr, value_length, header_length)
+            if pos is None:
+                return None
+            at = pos - base
 
     def _structure(self, pos: int, tag: int, vr: bytes, value_length: int, header_length: int) -> int | None:
         """Past the sequence, item or delimiter at ``pos``: the next offset, or None once decided."""
@@ -333,17 +340,24 @@ class StructureWalk:
         return None
 
 
-def find_defect(segments: Sequence[memoryview], encoding: Encoding) -> Defect | None:
+def find_defect(segments: Sequence[memoryview], encoding: Encoding, start: int = 0) -> Defect | None:
     """The first structural defect of the data set held in ``segments`` (in order), or None.
+
+    ``start``: the walk begins there, a top-level element boundary up to which
+    the structure is known to be whole (:func:`hsscp.dataset_peek.peek_prefix`).
 
     Each segment is walked in place; only a header that straddles segments is
     copied (MAX_HEADER bytes at most). Segments a skipped value covers are
     passed over by bisection. Offsets count from the data set's start.
     """
+    if len(segments) == 1:  # the common case: a data set received into one stretch of memory
+        walk = StructureWalk(encoding, len(segments[0]), start)
+        walk.walk(segments[0])
+        return walk.defect
     ends = list(itertools.accumulate(map(len, segments)))
     length = ends[-1] if ends else 0
-    walk = StructureWalk(encoding, length)
-    need: int | None = 0
+    walk = StructureWalk(encoding, length, start)
+    need: int | None = start
     while need is not None:
         index = bisect.bisect_right(ends, need)  # the segment holding the header at need
         if index == len(ends):  # past the last byte: the walk decides

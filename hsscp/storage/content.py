@@ -38,8 +38,8 @@ class DatasetBytes(Protocol):
 
     length: int
 
-    def structure_defect(self, transfer_syntax: str) -> Defect | None:
-        """The first structural defect, or None if the data set is whole."""
+    def structure_defect(self, transfer_syntax: str, start: int) -> Defect | None:
+        """The first structural defect from ``start`` (a top-level element boundary), or None."""
         ...
 
     def chunks(self) -> Iterator[memoryview]:
@@ -56,8 +56,8 @@ class InMemory:
         self.segments = segments
         self.length = length
 
-    def structure_defect(self, transfer_syntax: str) -> Defect | None:
-        return find_defect(self.segments, encoding_of(transfer_syntax))
+    def structure_defect(self, transfer_syntax: str, start: int = 0) -> Defect | None:
+        return find_defect(self.segments, encoding_of(transfer_syntax), start)
 
     def chunks(self) -> Iterator[memoryview]:
         for segment in self.segments:
@@ -80,8 +80,8 @@ class Spooled:
         self.length = length
         self.head = head[:length]
 
-    def structure_defect(self, transfer_syntax: str) -> Defect | None:
-        walk = StructureWalk(encoding_of(transfer_syntax), self.length)
+    def structure_defect(self, transfer_syntax: str, start: int = 0) -> Defect | None:
+        walk = StructureWalk(encoding_of(transfer_syntax), self.length, start)
         need = walk.walk(self.head)
         if need is None:  # decided from the head alone: no read
             return walk.defect
@@ -104,15 +104,15 @@ class Spooled:
         return size
 
 
-def defect_of(content: DatasetBytes, transfer_syntax: str) -> Defect | None:
-    """The structural defect of ``content``, or None; deflated data sets are not checked.
+def defect_of(content: DatasetBytes, transfer_syntax: str, start: int = 0) -> Defect | None:
+    """The structural defect of ``content`` past ``start``, or None; deflated data sets are not checked.
 
     Checking one would mean inflating all of it, at a cost the received size
     does not bound (a deflate stream inflates up to a thousandfold).
     """
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
         return None
-    return content.structure_defect(transfer_syntax)
+    return content.structure_defect(transfer_syntax, start)
 
 
 def stored_dataset_equals(path: str, transfer_syntax: str, content: DatasetBytes) -> bool:

@@ -32,7 +32,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from hsscp.aet import normalize_ae_title
-from hsscp.dataset_peek import PeekError, peek_elements
+from hsscp.dataset_peek import PeekError, peek_prefix
 from hsscp.dimse import Status
 from hsscp.part10 import build_file_meta
 from hsscp.storage.backend import (
@@ -179,8 +179,9 @@ class Storage:
             target = self._target(request, head, complete=len(head) >= length)
         if isinstance(target, StoreOutcome):
             return target
+        target, checked = target
         content = InMemory(views, length)
-        refused = self._refuse_incomplete(request, content)
+        refused = self._refuse_incomplete(request, content, checked)
         if refused is not None:
             return refused
         meta = self.meta_for(request)
@@ -218,8 +219,9 @@ class Storage:
             target = self._target(request, peeked, complete=len(peeked) >= dataset_length)
             if isinstance(target, StoreOutcome):
                 return target
+            target, checked = target
             content = Spooled(fd, meta_length, dataset_length, memoryview(head))
-            refused = self._refuse_incomplete(request, content)
+            refused = self._refuse_incomplete(request, content, checked)
             if refused is not None:
                 return refused
             if self.fsync is not FsyncPolicy.NONE:
@@ -267,10 +269,10 @@ class Storage:
 
     def _target(
         self, request: StoreRequest, head: memoryview, complete: bool
-    ) -> str | StoreOutcome:
-        """The final path of a valid data set, or why the data set is refused."""
+    ) -> tuple[str, int] | StoreOutcome:
+        """The final path of a valid data set and how far its structure was walked; or why it is refused."""
         try:
-            found = peek_elements(head, request.transfer_syntax, self._wanted, complete=complete)
+            found, walked = peek_prefix(head, request.transfer_syntax, self._wanted, complete=complete)
         except PeekError as error:
             # PeekError messages carry tags, offsets and VRs (repr), no wire text.
             return failure(Status.CANNOT_UNDERSTAND, str(error))
@@ -285,7 +287,7 @@ class Storage:
                 return failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
         file_name = request.sop_instance_uid + ".dcm"
         if self.layout is Layout.FLAT:
-            return os.path.join(self._out, file_name)
+            return os.path.join(self._out, file_name), walked
         folders = []
         for tag in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID):
             uid = found.get(tag)
@@ -296,7 +298,7 @@ class Storage:
                     Status.CANNOT_UNDERSTAND, f"invalid {_TAG_NAMES[tag]} in the data set"
                 )
             folders.append(uid)
-        return os.path.join(self._out, *folders, file_name)
+        return os.path.join(self._out, *folders, file_name), walked
 
     def _write_file(self, temp: str, meta: bytes, dataset: list[memoryview]) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -307,9 +309,11 @@ class Storage:
         finally:
             os.close(fd)
 
-    def _refuse_incomplete(self, request: StoreRequest, content: DatasetBytes) -> StoreOutcome | None:
-        """Refuse a data set that is not structurally whole; None if it is."""
-        defect = defect_of(content, request.transfer_syntax)
+    def _refuse_incomplete(
+        self, request: StoreRequest, content: DatasetBytes, checked: int
+    ) -> StoreOutcome | None:
+        """Refuse a data set that is not structurally whole past ``checked``; None if it is."""
+        defect = defect_of(content, request.transfer_syntax, checked)
         if defect is None:
             return None
         _log.warning("refused %s: data set not whole: %s", request.sop_instance_uid, defect)
