@@ -20,6 +20,7 @@ from pydicom import Dataset
 from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from hsscp.dataset_peek import peek_prefix
 from hsscp.dataset_walk import (
     DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
     EXPLICIT_BE,
@@ -35,7 +36,7 @@ from hsscp.part10 import Part10Error, read_file_meta
 from hsscp.storage import content as content_module
 from hsscp.storage.content import Spooled
 
-from .test_dataset_peek import ENCODINGS, encode, nested_dataset, undefined_length
+from .test_dataset_peek import ENCODINGS, UIDS, encode, nested_dataset, undefined_length
 
 SAMPLES = Path(pydicom.__file__).parent / "data" / "test_files"
 # pydicom's sample files that are not whole on purpose, or not what their meta says.
@@ -145,6 +146,19 @@ def test_a_prefix_is_whole_only_when_it_ends_between_top_level_elements(
             assert defect is not None and defect.cut, f"cut at {cut}: {defect}"
             assert len(defect.message) <= 64
     assert find_defect(pieces(data, 3), encoding) is None
+
+
+@pytest.mark.parametrize("transfer_syntax", list(ENCODINGS))
+def test_the_walk_may_start_where_the_uid_peek_stopped(transfer_syntax: str) -> None:
+    """The store path walks on from the peek's offset: a top-level boundary, every cut past it found."""
+    data, boundaries = element_boundaries(rich_dataset(encapsulated=False), transfer_syntax)
+    found, walked = peek_prefix(data, transfer_syntax, UIDS, complete=True)
+    assert found and walked in boundaries and 0 < walked < len(data)
+    encoding = encoding_of(transfer_syntax)
+    for cut in range(walked, len(data) + 1):
+        view = memoryview(data)[:cut]
+        assert find_defect([view], encoding, walked) == find_defect([view], encoding)
+        assert find_defect(pieces(data[:cut], 5), encoding, walked) == find_defect([view], encoding)
 
 
 # -- the defects, named ------------------------------------------------------------------------
