@@ -172,14 +172,14 @@ class Storage:
             return rejected
         length = sum(len(view) for view in views)
         head = views[0][:PEEK_LIMIT] if views else memoryview(b"")
-        target = self._target(request, head, complete=len(head) >= length)
-        if isinstance(target, StoreOutcome) and len(head) < min(length, PEEK_LIMIT):
+        placed = self._target(request, head, complete=len(head) >= length)
+        if isinstance(placed, StoreOutcome) and len(head) < min(length, PEEK_LIMIT):
             # The first piece was too short to tell: look again at a longer start (a rare copy).
             head = _joined_head(views)
-            target = self._target(request, head, complete=len(head) >= length)
-        if isinstance(target, StoreOutcome):
-            return target
-        target, checked = target
+            placed = self._target(request, head, complete=len(head) >= length)
+        if isinstance(placed, StoreOutcome):
+            return placed
+        target, checked = placed
         content = InMemory(views, length)
         refused = self._refuse_incomplete(request, content, checked)
         if refused is not None:
@@ -216,10 +216,10 @@ class Storage:
             meta_length = len(self.meta_for(request))
             dataset_length = size - meta_length
             peeked = memoryview(head)[:PEEK_LIMIT]
-            target = self._target(request, peeked, complete=len(peeked) >= dataset_length)
-            if isinstance(target, StoreOutcome):
-                return target
-            target, checked = target
+            placed = self._target(request, peeked, complete=len(peeked) >= dataset_length)
+            if isinstance(placed, StoreOutcome):
+                return placed
+            target, checked = placed
             content = Spooled(fd, meta_length, dataset_length, memoryview(head))
             refused = self._refuse_incomplete(request, content, checked)
             if refused is not None:
