@@ -29,6 +29,7 @@ from hsscp.aet import normalize_ae_title
 from hsscp.errors import InvalidInput
 
 __all__ = [
+    "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
     "LAYOUTS",
     "LOG_LEVELS",
@@ -45,6 +46,7 @@ __all__ = [
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
+DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -95,12 +97,14 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
     filename_extension: str = ".dcm"  # of the files written (-fe)
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
+    # What a store of a SOP instance already stored with other bytes does.
+    on_duplicate: str = "overwrite"
 
     def __post_init__(self) -> None:
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES), ("on_duplicate", DUPLICATE_POLICIES)):
             _check_choice(self, name, allowed)
         # `not >` also refuses NaN.
         if not self.heartbeat_timeout > 0:
