@@ -165,6 +165,11 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
         except (TypeError, ValueError) as exc:
             raise ValueError(f"require_calling_aet holds an invalid AE title: {exc}") from None
         msgspec.structs.force_setattr(self, "require_calling_aet", titles)
+        if self.unique_filenames:
+            if self.on_duplicate not in ("overwrite", "rename"):
+                raise ValueError(f"unique_filenames (+uf) keeps every copy: it contradicts on_duplicate {self.on_duplicate!r}")
+            # DCMTK's +uf never replaces a file: every copy gets a name of its own.
+            msgspec.structs.force_setattr(self, "on_duplicate", "rename")
         super().__post_init__()
         if self.max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {self.max_associations}")
