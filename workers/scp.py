@@ -112,6 +112,7 @@ class StorageSCP:
             FsyncPolicy(settings.fsync),
             implementation_class_uid=str(self.ae.implementation_class_uid or IMPLEMENTATION_CLASS_UID),
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            on_duplicate=settings.on_duplicate,
         )
         if settings.journal:  # writers and inline-storing workers append to it
             self.storage.journal = Journal(settings.journal, settings.journal_max_bytes, settings.journal_keep,
