@@ -99,9 +99,9 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
     # What a store of a SOP instance already stored with other bytes does.
     on_duplicate: str = "overwrite"
-    # A JSON-lines record of every answered C-STORE, as durable as the files (None: no journal);
+    # A JSON-lines record of every answered C-STORE, as durable as the files ("": no journal);
     # rotated past journal_max_bytes (0: never), keeping journal_keep older files.
-    journal: str | None = None
+    journal: str = ""
     journal_max_bytes: int = 0
     journal_keep: int = 5
 
