@@ -13,9 +13,8 @@ from hsscp.storage import InstanceFact, StoreOutcome, StoreRequest
 def fact(uid: str, status: int = 0) -> InstanceFact:
     request = StoreRequest("1.2.840.10008.5.1.4.1.1.2", uid, "1.2.840.10008.1.2.1", "CT1",
                            called_ae_title="HSSCP", peer="127.0.0.1:40000")
-    outcome = StoreOutcome(status, f"/out/1.2/1.3/{uid}.dcm", bytes_written=1234,
-                           study_instance_uid="1.2", series_instance_uid="1.3")
-    return InstanceFact.of(request, outcome)
+    outcome = StoreOutcome(status, f"/out/1.2/1.3/{uid}.dcm", bytes_written=1234)
+    return InstanceFact.of(request, outcome, "1.2", "1.3")
 
 
 def test_a_record_has_every_field_the_journal_promises(tmp_path):

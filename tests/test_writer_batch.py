@@ -51,6 +51,13 @@ class RecordingJournal:
         self.calls.append(("sync",))
 
 
+class Staged:
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.study_instance_uid, self.series_instance_uid = "1.2.9", f"{uid}.0"
+
+
+
 class RecordingStorage:
     """A staging backend that writes nothing and records what it is asked, in order."""
 
@@ -63,15 +70,15 @@ class RecordingStorage:
         self.calls.append(("stage", request.sop_instance_uid, b"".join(segments)))
         if request.sop_instance_uid.endswith(".13"):
             return StoreOutcome(0xA900, error_comment="refused at the check")
-        return request.sop_instance_uid
+        return Staged(request.sop_instance_uid)
 
     def stage_spooled(self, request, spool_path, head):
         raise AssertionError("no spool jobs here")
 
     def commit(self, staged) -> list[StoreOutcome]:
         self.unanswered.check("commit")
-        self.calls.append(("commit", list(staged)))
-        return [StoreOutcome(0, f"/out/{uid}.dcm", bytes_written=10) for uid in staged]
+        self.calls.append(("commit", [s.uid for s in staged]))
+        return [StoreOutcome(0, f"/out/{s.uid}.dcm", bytes_written=10) for s in staged]
 
     def abandon(self, staged) -> None:
         self.calls.append(("abandon", list(staged)))
@@ -143,6 +150,9 @@ def test_a_wake_up_takes_every_waiting_job_and_answers_after_commit_and_journal_
     assert reads0 == 1  # one client's results went out as one write
     by_id = {r.job_id: r for r in results0 + results1}
     assert by_id[13].outcome.status == 0xA900 and by_id[12].outcome.path == "/out/1.2.3.12.dcm"
+    # The fact, built once in the writer, carries what the storage peeked.
+    assert (by_id[12].fact.study_instance_uid, by_id[12].fact.series_instance_uid) == ("1.2.9", "1.2.3.12.0")
+    assert by_id[13].fact.status == 0xA900 and by_id[13].fact.study_instance_uid == ""
 
 
 def test_a_job_naming_an_unknown_arena_fails_alone(tmp_path, arena):

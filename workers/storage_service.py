@@ -18,7 +18,14 @@ from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
 from hsscp.journal import journal_of, store_record
 from hsscp.service import AcceptorService
-from hsscp.storage import InstanceFact, StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
+from hsscp.storage import (
+    InstanceFact,
+    StorageBackend,
+    StoreOutcome,
+    StoreRequest,
+    os_error_outcome,
+    store_batch,
+)
 from workers.arena import Arena, Landing, StoreSink
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
@@ -87,25 +94,29 @@ class StorageService(AcceptorService):
             self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length))
             return
         if sink.error is not None:
-            self._answer(protocol, message.context_id, command, _failure(sink.error), sink.request)
+            outcome = _failure(sink.error)
+            self._answer(protocol, message.context_id, command, outcome, InstanceFact.of(sink.request, outcome), True)
             return
         context_id = message.context_id
         if sink.spool_path is None and sink.length <= self.inline_limit:
             # Small and not fsynced: writing it here costs less than the hop to a writer.
             try:
-                outcome = self.storage.store_segments(sink.request, sink.views())
+                ((outcome, fact),) = store_batch(self.storage, [(sink.request, sink.views())])
             except Exception:  # a bug must not become a false Success, nor kill the association
                 log.exception("storing %s failed", command.affected_sop_instance_uid)
                 outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
+                fact = InstanceFact.of(sink.request, outcome)
             sink.discard()
-            self._answer(protocol, context_id, command, outcome, sink.request)
+            self._answer(protocol, context_id, command, outcome, fact, True)
             return
 
-        def stored(outcome: StoreOutcome) -> None:
+        def stored(outcome: StoreOutcome, fact: InstanceFact | None) -> None:
             sink.discard()
-            # A writer journals what it answers; what the pool answers itself is journaled here.
-            unjournaled = sink.request if self.writers.answered_here(outcome) else None
-            self._answer(protocol, context_id, command, outcome, unjournaled)
+            # A writer journals what it stores and sends its fact; what no writer stored, the worker journals.
+            if fact is None:
+                self._answer(protocol, context_id, command, outcome, InstanceFact.of(sink.request, outcome), True)
+            else:
+                self._answer(protocol, context_id, command, outcome, fact)
 
         self.writers.submit(sink, stored)
 
@@ -114,12 +125,12 @@ class StorageService(AcceptorService):
             message.dataset.discard()  # its slot reference and spool file, else held for ever
 
     def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome,
-                unjournaled: StoreRequest | None = None) -> None:
-        """Send the C-STORE-RSP; journal it first if no writer did (``unjournaled`` is its request)."""
+                fact: InstanceFact | None = None, journal: bool = False) -> None:
+        """Send the C-STORE-RSP; first journal ``fact`` if asked (no writer did)."""
         self.stats.count(outcome.status, outcome.bytes_written)
-        if unjournaled is not None and self.journal is not None:
+        if journal and self.journal is not None:
             # Only failures and fsync-less inline stores get here: nothing to sync before answering.
-            self.journal.append([store_record(InstanceFact.of(unjournaled, outcome))])
+            self.journal.append([store_record(fact)])
         protocol.reply(
             context_id,
             dimse.CStoreRSP(

@@ -123,20 +123,20 @@ class Writer:
 
     def handle(self, jobs: list[StoreJob | SpoolJob]) -> list[JobDone]:
         """Store a batch of jobs; their results, each durable (and journaled) as the policy says."""
-        outcomes = self._store(jobs)
+        results = self._store(jobs)
         journal = journal_of(self.storage)
         if journal is not None:
             try:
-                journal.append([store_record(InstanceFact.of(job.request, outcome))
-                                for job, outcome in zip(jobs, outcomes, strict=True)])
+                journal.append([store_record(fact) for _, fact in results])
                 journal.sync()  # the records are as durable as their files before any answer
             except OSError as exc:  # stored but not recorded: failure is the true answer
                 log.error("cannot write the journal: %s", exc)
-                outcomes = [os_error_outcome(exc)] * len(jobs)
-        return [JobDone(job.job_id, outcome) for job, outcome in zip(jobs, outcomes, strict=True)]
+                failed = os_error_outcome(exc)
+                results = [(failed, fact) for _, fact in results]
+        return [JobDone(job.job_id, outcome, fact) for job, (outcome, fact) in zip(jobs, results, strict=True)]
 
-    def _store(self, jobs: list[StoreJob | SpoolJob]) -> list[StoreOutcome]:
-        outcomes: list[StoreOutcome] = [UNREADABLE] * len(jobs)
+    def _store(self, jobs: list[StoreJob | SpoolJob]) -> list[tuple[StoreOutcome, InstanceFact]]:
+        results = [(UNREADABLE, InstanceFact.of(job.request, UNREADABLE)) for job in jobs]
         held: list[memoryview] = []
         items, positions = [], []
         for position, job in enumerate(jobs):
@@ -155,13 +155,14 @@ class Writer:
             stored = store_batch(self.storage, items)
         except Exception as exc:  # a bug must not become a false Success, nor kill the pool
             log.exception("a batch of %d store jobs failed", len(items))
-            stored = [StoreOutcome(PROCESSING_FAILURE, error_comment=type(exc).__name__)] * len(items)
+            failed = StoreOutcome(PROCESSING_FAILURE, error_comment=type(exc).__name__)
+            stored = [(failed, InstanceFact.of(request, failed)) for request, _ in items]
         finally:
             for view in held:
                 view.release()
-        for position, outcome in zip(positions, stored, strict=True):
-            outcomes[position] = outcome
-        return outcomes
+        for position, result in zip(positions, stored, strict=True):
+            results[position] = result
+        return results
 
     def serve(self) -> int:
         """Serve jobs until told to stop; the exit code."""

@@ -73,9 +73,6 @@ class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
     error_comment: str = ""
     bytes_written: int = 0
     duplicate: str | None = None
-    # Peeked from the data set on the way (empty when the store failed before that).
-    study_instance_uid: str = ""
-    series_instance_uid: str = ""
 
 
 class InstanceFact(msgspec.Struct, frozen=True, array_like=True):
@@ -95,14 +92,15 @@ class InstanceFact(msgspec.Struct, frozen=True, array_like=True):
     duplicate: str | None = None
 
     @classmethod
-    def of(cls, request: StoreRequest, outcome: StoreOutcome) -> InstanceFact:
-        """The fact of ``request`` answered with ``outcome``."""
+    def of(cls, request: StoreRequest, outcome: StoreOutcome, study_instance_uid: str = "",
+           series_instance_uid: str = "") -> InstanceFact:
+        """The fact of ``request`` answered with ``outcome``; the study and series as the storage peeked them."""
         return cls(
             outcome.status,
             request.sop_class_uid,
             request.sop_instance_uid,
-            outcome.study_instance_uid,
-            outcome.series_instance_uid,
+            study_instance_uid,
+            series_instance_uid,
             outcome.path,
             outcome.bytes_written,
             request.transfer_syntax,

@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from hsscp.storage.backend import StorageBackend, StoreOutcome, StoreRequest
+from hsscp.storage.backend import InstanceFact, StorageBackend, StoreOutcome, StoreRequest
 
 __all__ = ["SpoolSource", "StagingBackend", "store_batch"]
 
@@ -27,7 +27,11 @@ class StagingBackend(StorageBackend, Protocol):
     """A backend whose stores are three phases: write (stage), make durable, install (commit)."""
 
     def stage_segments(self, request: StoreRequest, segments: list[memoryview]) -> Any | StoreOutcome:
-        """Check and write a data set under a temporary name; the staged file, or why not."""
+        """Check and write a data set under a temporary name; the staged file, or why not.
+
+        A staged file has ``study_instance_uid`` and ``series_instance_uid``
+        attributes (as peeked, or ""), for the instance's fact.
+        """
         ...
 
     def stage_spooled(
@@ -45,10 +49,11 @@ class StagingBackend(StorageBackend, Protocol):
         ...
 
 
-def store_batch(storage: StorageBackend, items: Sequence[tuple[StoreRequest, Source]]) -> list[StoreOutcome]:
-    """Store every ``(request, source)``; the outcomes, in order, each durable as the policy says."""
+def store_batch(storage: StorageBackend, items: Sequence[tuple[StoreRequest, Source]]
+                ) -> list[tuple[StoreOutcome, InstanceFact]]:
+    """Store every ``(request, source)``; in order, each outcome (durable as the policy says) and its fact."""
     if not hasattr(storage, "commit"):  # not a StagingBackend (isinstance on a Protocol costs µs)
-        return [_store_one(storage, request, source) for request, source in items]
+        return [_with_fact(request, _store_one(storage, request, source)) for request, source in items]
     staged: list[Any] = []
     try:
         for request, source in items:
@@ -60,7 +65,19 @@ def store_batch(storage: StorageBackend, items: Sequence[tuple[StoreRequest, Sou
         storage.abandon([s for s in staged if not isinstance(s, StoreOutcome)])
         raise
     committed = iter(storage.commit([s for s in staged if not isinstance(s, StoreOutcome)]))
-    return [s if isinstance(s, StoreOutcome) else next(committed) for s in staged]
+    results = []
+    for (request, _), stage in zip(items, staged, strict=True):
+        if isinstance(stage, StoreOutcome):
+            results.append(_with_fact(request, stage))
+        else:
+            outcome = next(committed)
+            results.append((outcome, InstanceFact.of(request, outcome, stage.study_instance_uid,
+                                                     stage.series_instance_uid)))
+    return results
+
+
+def _with_fact(request: StoreRequest, outcome: StoreOutcome) -> tuple[StoreOutcome, InstanceFact]:
+    return outcome, InstanceFact.of(request, outcome)
 
 
 def _store_one(storage: StorageBackend, request: StoreRequest, source: Source) -> StoreOutcome:
