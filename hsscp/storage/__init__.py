@@ -19,6 +19,7 @@ from hsscp.storage.local import (
     TEMP_DIR_NAME,
     FsyncPolicy,
     Layout,
+    Staged,
     Storage,
     write_all,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "InstanceFact",
     "Layout",
     "Storage",
+    "Staged",
     "StagingBackend",
     "StorageBackend",
     "StoreOutcome",
