@@ -58,6 +58,7 @@ def names(calls) -> list[int]:
 def test_a_batch_is_synced_once_before_any_of_its_files_is_named(tmp_path, calls):
     storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
     batch = [stage(storage, n) for n in range(4)]
+    assert all(s.temp is None for s in batch)  # nameless files (O_TMPFILE) on this file system
     outcomes = storage.commit(batch)
     assert [o.status for o in outcomes] == [0] * 4
     syncs = [i for i, (name, _) in enumerate(calls) if name in ("syncfs", "fsync", "fdatasync")]

@@ -63,9 +63,17 @@ def open_tmpfile(folder: str) -> int:
     return os.open(folder, _O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, 0o644)
 
 
+_root_fd = -1
+
+
 def link_tmpfile(fd: int, path: str) -> None:
     """Give the nameless file ``fd`` the name ``path`` (FileExistsError if it is taken)."""
-    os.link(f"/proc/self/fd/{fd}", path, follow_symlinks=True)
+    global _root_fd
+    if _root_fd < 0:
+        _root_fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    # A dir fd makes Python call linkat(AT_SYMLINK_FOLLOW); without one it calls link(), which
+    # would link the /proc symlink itself (EXDEV). The source path is absolute: "/" is only the means.
+    os.link(f"/proc/self/fd/{fd}", path, src_dir_fd=_root_fd, follow_symlinks=True)
 
 
 def has_tmpfile(folder: str) -> bool:
