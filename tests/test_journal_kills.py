@@ -61,4 +61,4 @@ def test_the_journal_holds_every_acknowledged_instance_after_sigkill(tmp_path, v
         record = stored[uid]
         assert os.path.exists(record["path"]) and record["path"].endswith(f"{uid}.dcm")
         assert record["calling_ae"] == "TESTSCU" and record["called_ae"] == "HSSCP"
-        assert record["peer"].startswith("127.0.0.1:")
+        assert record["peer"].startswith("127.0.0.1:") and record["study_instance_uid"] and record["series_instance_uid"]

@@ -17,7 +17,8 @@ set bytes, CPU of the SCP's whole process tree per instance, and CPU of the
 senders per instance. The table shows medians and the ratio of instances/s
 to DCMTK ``storescp --fork`` with the same sender; for hsscp senders also
 the rate they report themselves (from the first association to the last
-response: Python start-up and the file scan excluded). Runs should last
+response: Python start-up and the file scan excluded). The output is cleared
+before each run, so every run stores new instances, not duplicates. Runs should last
 seconds, or the ~0.4 s an hsscp sender takes to start dominates.
 """
 
@@ -271,14 +272,29 @@ def _subfolder(parent: str, name: str) -> Iterator[str]:
     yield os.path.join(parent, name)
 
 
+def clear_output(folder: str) -> None:
+    """Remove what earlier runs stored (not the SCP's hidden folders), and flush the removal.
+
+    Every run sends the same files: without this each run after the first would
+    store duplicates, a different path (hsscp compares them with the stored copy).
+    """
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+    os.sync()  # the deletion's write-back is not the next run's to pay
+
+
 def _run_scps(plan: Plan, outfs: str, data: dict, work: str,
               filesystem: Callable[[str], contextlib.AbstractContextManager[str]], say) -> None:
     """Each SCP and PDU in its own folder (``filesystem(name)`` gives it: a subfolder, a fresh disk)."""
     for scp in plan.scps:
         spec = scps.SCPS[scp]
         for pdu in plan.max_pdus:
-            # Every run sends the same instances: files are overwritten, so the folder holds one
-            # copy of each data set until the SCP stops (cleaning under a running SCP would break it).
             with filesystem(f"{outfs}-{scp}-{pdu}") as root:
                 scp_out = os.path.join(root, "out")
                 os.makedirs(scp_out)
@@ -289,6 +305,7 @@ def _run_scps(plan: Plan, outfs: str, data: dict, work: str,
                         for k in plan.associations:
                             for sender in plan.senders:
                                 for _ in range(plan.runs):
+                                    clear_output(scp_out)
                                     result = _one_run(plan, outfs, scp, proc, port, sender, kind, folder, paths,
                                                       size, k, pdu, work)
                                     plan.results.append(result)

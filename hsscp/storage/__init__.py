@@ -23,6 +23,7 @@ from hsscp.storage.local import (
     TEMP_DIR_NAME,
     FsyncPolicy,
     Layout,
+    Staged,
     Storage,
     write_all,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "InstanceFact",
     "Layout",
     "Storage",
+    "Staged",
     "StagingBackend",
     "StorageBackend",
     "StoreOutcome",
