@@ -45,8 +45,8 @@ from hsscp.loadgen.files import read_instance
 
 REFERENCE_SCP = "dcmtk-fork"
 DEFAULT_SCPS = ("hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom")
-# Files per data set kind and passes over them per run.
-FULL_COUNTS = {"tiny": (2000, 10), "ct": (200, 2), "multiframe": (4, 1), "mixed": (13, 40)}
+# Files per data set kind and passes over them per run. One pass: a second would store duplicates.
+FULL_COUNTS = {"tiny": (10000, 1), "ct": (1000, 1), "multiframe": (8, 1), "mixed": (1300, 1)}
 QUICK_COUNTS = {"tiny": (100, 2), "ct": (8, 1), "multiframe": (1, 1), "mixed": (13, 1)}
 
 
