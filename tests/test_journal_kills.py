@@ -17,7 +17,7 @@ import pytest
 
 from hsscp.journal import read_journal
 
-from .datagen import write_instances
+from .datagen import instance, write_instance, write_instances
 from .test_hostile_peers import serving
 from .test_multiprocess_scp import send_files
 
@@ -62,3 +62,23 @@ def test_the_journal_holds_every_acknowledged_instance_after_sigkill(tmp_path, v
         assert os.path.exists(record["path"]) and record["path"].endswith(f"{uid}.dcm")
         assert record["calling_ae"] == "TESTSCU" and record["called_ae"] == "HSSCP"
         assert record["peer"].startswith("127.0.0.1:") and record["study_instance_uid"] and record["series_instance_uid"]
+
+
+def test_inline_stores_and_failures_are_journaled_as_answered(tmp_path):
+    # --fsync none: small data sets are stored by the worker itself, which journals them; a data set
+    # cut in its pixel data is refused, and journaled as failed.
+    paths = write_instances(tmp_path / "src", 12, pixel_bytes=1024)
+    (tmp_path / "cut").mkdir()
+    cut = write_instance(tmp_path / "cut", instance(99, pixel_bytes=1024))
+    with open(cut, "r+b") as f:
+        f.truncate(os.path.getsize(cut) - 100)
+    out, journal = tmp_path / "out", tmp_path / "journal.jsonl"
+    acks: dict[str, int] = {}
+    with serving(out, "--journal", str(journal), "--fsync", "none", workers=1, writers=1) as scp:
+        send_files(scp.port, [*paths, cut], acks)
+    records = read_journal(journal)
+    stored = {r["sop_instance_uid"]: r for r in records if r["event"] == "stored"}
+    assert {uid for uid, status in acks.items() if status == 0} == set(stored) == {p.stem for p in paths}
+    assert all(r["study_instance_uid"] == instance(1).StudyInstanceUID and r["bytes"] > 1024 for r in stored.values())
+    (failed,) = [r for r in records if r["event"] == "failed"]
+    assert failed["sop_instance_uid"] == cut.stem and 0xC000 <= failed["status"] == acks[cut.stem] <= 0xCFFF
