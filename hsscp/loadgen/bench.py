@@ -372,6 +372,21 @@ def _ints(text: str) -> list[int]:
     return [int(value) for value in _names(text)]
 
 
+def _per_kind(text: str) -> dict[str, int]:
+    """``N`` (every kind) or ``KIND=N,KIND=N``."""
+    if text.isdigit():
+        return dict.fromkeys(datasets.KINDS, int(text))
+    try:
+        pairs = dict(item.split("=", 1) for item in _names(text))
+        counts = {kind: int(n) for kind, n in pairs.items()}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not N nor KIND=N,...") from None
+    unknown = set(counts) - set(datasets.KINDS)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown data set kinds: {', '.join(sorted(unknown))}")
+    return counts
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench", help="compare storage SCPs end to end, driven by the same senders",
@@ -388,7 +403,8 @@ def register(subparsers) -> None:
     p.add_argument("-c", "--associations", type=_ints, metavar="LIST", help="values of K (default 1,4)")
     p.add_argument("--max-pdu", type=_ints, metavar="LIST", help="maximum PDU sizes (default 16384,131072)")
     p.add_argument("--runs", type=int, metavar="N", help="runs per case; the table shows medians (default 3)")
-    p.add_argument("--files", type=int, metavar="N", help="files per data set (default: per kind)")
+    p.add_argument("--files", type=_per_kind, metavar="N|KIND=N,...",
+                   help="files per data set: one number for all, or per kind as tiny=5000,ct=400 (default: per kind)")
     p.add_argument("--repeat", type=int, metavar="N", help="passes over the files per run (default: per kind)")
     p.add_argument("--async-ops", type=int, default=16, metavar="N", help="window of the hsscp-async sender")
     p.add_argument("--sender-processes", type=int, default=1, metavar="P",
@@ -408,7 +424,7 @@ def _plan(args: argparse.Namespace) -> Plan:
     quick = args.quick
     counts = dict(QUICK_COUNTS if quick else FULL_COUNTS)
     for kind, (files, repeat) in counts.items():
-        counts[kind] = (args.files or files, args.repeat or repeat)
+        counts[kind] = ((args.files or {}).get(kind, files), args.repeat or repeat)
     plan = Plan(
         scps=args.scps or list(DEFAULT_SCPS),
         senders=args.senders or ["hsscp", "dcmtk"],
