@@ -40,3 +40,15 @@ def test_an_hsscp_variant_adds_its_flags_with_the_output_folder_filled_in():
     argv = spec.argv(11112, "/srv/out", 16384)
     assert argv[-3:] == ["--journal", "/srv/out/j.jsonl", "11112"]
     assert scps.SCPS["hsscp-journal"].argv(1, "/o", 4096)[-3:] == ["--journal", "/o/.hsscp-journal.jsonl", "1"]
+
+
+def test_the_readme_pivot_puts_each_scp_in_a_column_with_its_ratio_to_dcmtk_fork():
+    from bench.pivot import pivot
+
+    def row(scp, rate, cpu):
+        return {"outfs": "disk", "dataset": "ct", "max_pdu": 16384, "associations": 4, "sender": "dcmtk",
+                "scp": scp, "instances_per_s": rate, "mb_per_s": rate / 2, "scp_cpu_us_per_instance": cpu, "ok": True}
+
+    table = pivot([row("hsscp", 1500.0, 600.0), row("dcmtk-fork", 1000.0, 40_000.0)])
+    assert table.splitlines()[0] == "| output | data set | PDU | K | hsscp | dcmtk-fork |"
+    assert table.splitlines()[2] == "| disk | ct | 16 KiB | 4 | 1500 (1.50x), 750 MB/s, 600 µs | 1000, 500 MB/s, 40.0 ms |"
