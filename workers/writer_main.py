@@ -44,6 +44,7 @@ PROCESSING_FAILURE = Status.PROCESSING_FAILURE
 SELECT_TIMEOUT = 0.5  # the loop beats at least this often while idle
 MIN_WRITE_RATE = 8 * 1024 * 1024  # bytes per second: the slowest disk a job is given time for
 UNREADABLE = StoreOutcome(PROCESSING_FAILURE, error_comment="data set not readable by the writer")
+MAX_BATCH = 64  # jobs committed together at most: each holds an open file until its commit
 # A read takes every job a worker has queued (each ~200 bytes). Into one reused buffer: a fresh
 # bytes object this large per recv() would be an mmap and a munmap each time.
 RECV_SIZE = 256 * 1024
@@ -194,8 +195,8 @@ class Writer:
                 self._selector.register(conn, selectors.EVENT_READ, _Connection())
             else:
                 self._read(key.fileobj, key.data, batch)
-        if batch:
-            self._run(batch)
+        for start in range(0, len(batch), MAX_BATCH):
+            self._run(batch[start : start + MAX_BATCH])
         return len(batch)
 
     def _listen(self) -> socket.socket:
