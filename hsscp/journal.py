@@ -35,23 +35,11 @@ __all__ = ["Journal", "StoreRecord", "journal_of", "read_journal", "rotated_path
 DEFAULT_KEEP = 5
 
 
-class StoreRecord(msgspec.Struct, frozen=True):
-    """The journal line of one answered C-STORE, fields in the order they are written."""
+class StoreRecord(InstanceFact, array_like=False, kw_only=True):
+    """The journal line of one answered C-STORE: the instance's fact, what became of it, and when."""
 
     event: str  # "stored" or "failed"
-    status: int
-    sop_class_uid: str
-    sop_instance_uid: str
-    study_instance_uid: str
-    series_instance_uid: str
-    path: str
-    bytes: int
-    transfer_syntax: str
-    calling_ae: str
-    called_ae: str
-    peer: str
     time: datetime
-    duplicate: str | None = None
 
 
 def journal_of(storage: object) -> Journal | None:
@@ -61,22 +49,9 @@ def journal_of(storage: object) -> Journal | None:
 
 def store_record(fact: InstanceFact, when: datetime | None = None) -> StoreRecord:
     """The journal record of ``fact``, stamped ``when`` (default: now, UTC)."""
-    return StoreRecord(
-        "stored" if fact.status == 0 or 0xB000 <= fact.status <= 0xBFFF else "failed",
-        fact.status,
-        fact.sop_class_uid,
-        fact.sop_instance_uid,
-        fact.study_instance_uid,
-        fact.series_instance_uid,
-        fact.path,
-        fact.bytes,
-        fact.transfer_syntax,
-        fact.calling_ae,
-        fact.called_ae,
-        fact.peer,
-        when or datetime.now(UTC),
-        fact.duplicate,
-    )
+    stored = fact.status == 0 or 0xB000 <= fact.status <= 0xBFFF  # Success or a warning: in place
+    return StoreRecord(*msgspec.structs.astuple(fact), event="stored" if stored else "failed",
+                       time=when or datetime.now(UTC))
 
 
 class Journal:
