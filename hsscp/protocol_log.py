@@ -19,7 +19,6 @@ from collections.abc import Mapping
 from pydicom.uid import UID
 
 from hsscp import dimse, items
-from hsscp.aet import safe_for_log
 from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
 
 __all__ = [
@@ -85,8 +84,20 @@ def status_text(status: int, service: str = "store") -> str:
     return f"0x{status:04X} - {name}"
 
 
+def _printable(text: str | bytes) -> str:
+    """``text`` as it is when printable, its control (and non-ASCII) characters escaped otherwise.
+
+    A peer's AE titles and UIDs reach these lines; none may start a line of its own.
+    """
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("latin-1")
+    text = text.strip(" \0")
+    return text if text.isascii() and text.isprintable() else text.encode("unicode_escape").decode("ascii")
+
+
 def _uid_name(uid: str) -> str:
-    return UID(uid).name
+    """A UID's name where pydicom knows it, else the UID: escaped, as a peer chose it."""
+    return _printable(UID(uid).name)
 
 
 def _emit(log: logging.Logger, lines: list[str]) -> None:
@@ -112,7 +123,7 @@ def _extended_lines(user_info: items.UserInformation, heading: str) -> list[str]
         return [f"{heading} Extended Negotiation: None"]
     lines = [f"{heading} Extended Negotiation:"]
     for item in extended:
-        lines.append(f"  SOP Class: ={item.sop_class_uid}")
+        lines.append(f"  SOP Class: ={_printable(item.sop_class_uid)}")
         data = item.service_class_application_information
         lines += ["    " + " ".join(f"{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16)]
     return lines
@@ -153,7 +164,7 @@ def _identity_lines(user_info: items.UserInformation) -> list[str]:
     lines = ["Requested User Identity Negotiation:",
              f"  Authentication Mode: {kind} - {_IDENTITY_TYPES.get(kind, '(no value available)')}"]  # fmt: skip
     if kind in (1, 2):  # never the passcode: a log is no place for it
-        lines.append(f"  Username: [{safe_for_log(identity.primary_field.decode('utf-8', 'replace'))}]")
+        lines.append(f"  Username: [{_printable(identity.primary_field.decode('utf-8', 'replace'))}]")
     else:
         lines.append(f"  {_IDENTITY_TYPES.get(kind, 'Identity')} (not dumped) length: {len(identity.primary_field)}")
     requested = "Yes" if identity.positive_response_requested else "No"
@@ -170,15 +181,15 @@ def log_associate_rq(log: logging.Logger, rq: AAssociateRQ, outgoing: bool) -> N
     lines = [
         "Request Parameters:",
         _banner(f"{'OUTGOING' if outgoing else 'INCOMING'} A-ASSOCIATE-RQ PDU"),
-        f"{ours} Implementation Class UID:      {info.implementation_class_uid or 'unknown'}",
+        f"{ours} Implementation Class UID:      {_printable(info.implementation_class_uid or 'unknown')}",
     ]
     version = info.implementation_version_name
     if version or not outgoing:
-        lines.append(f"{ours} Implementation Version Name:   {safe_for_log(version or 'unknown')}")
+        lines.append(f"{ours} Implementation Version Name:   {_printable(version or 'unknown')}")
     lines += [
-        f"Application Context Name:    {rq.application_context}",
-        f"Calling Application Name:    {safe_for_log(rq.calling_ae_title)}",
-        f"Called Application Name:     {safe_for_log(rq.called_ae_title)}",
+        f"Application Context Name:    {_printable(rq.application_context)}",
+        f"Calling Application Name:    {_printable(rq.calling_ae_title)}",
+        f"Called Application Name:     {_printable(rq.called_ae_title)}",
         f"{ours} Max PDU Receive Size:  {'  ' if outgoing else ''}{info.maximum_length}",
         "Presentation Context:" if len(rq.presentation_contexts) == 1 else "Presentation Contexts:",
     ]
@@ -217,17 +228,17 @@ def log_associate_ac(
         if info.implementation_version_name:
             lines.append(f"Our Implementation Version Name:   {info.implementation_version_name}")
         lines += [
-            f"Application Context Name:    {ac.application_context}",
+            f"Application Context Name:    {_printable(ac.application_context)}",
             "Responding Application Name: resp. AE Title",
             f"Our Max PDU Receive Size:    {info.maximum_length}",
         ]
     else:
         lines += [
-            f"Their Implementation Class UID:    {info.implementation_class_uid or 'unknown'}",
-            f"Their Implementation Version Name: {safe_for_log(info.implementation_version_name or 'unknown')}",
-            f"Application Context Name:    {ac.application_context}",
-            f"Calling Application Name:    {safe_for_log(ac.calling_ae_title)}",
-            f"Called Application Name:     {safe_for_log(ac.called_ae_title)}",
+            f"Their Implementation Class UID:    {_printable(info.implementation_class_uid or 'unknown')}",
+            f"Their Implementation Version Name: {_printable(info.implementation_version_name or 'unknown')}",
+            f"Application Context Name:    {_printable(ac.application_context)}",
+            f"Calling Application Name:    {_printable(ac.calling_ae_title)}",
+            f"Called Application Name:     {_printable(ac.called_ae_title)}",
             f"Their Max PDU Receive Size:  {info.maximum_length}",
         ]
     lines.append("Presentation Contexts:" if ac.presentation_contexts else "Presentation Contexts: None")
@@ -338,10 +349,10 @@ def _store_request(log: logging.Logger, command: dimse.CStoreRQ, context_id: int
     lines += [
         f"Message ID                    : {command.message_id}",
         f"Affected SOP Class UID        : {_uid_name(command.affected_sop_class_uid)}",
-        f"Affected SOP Instance UID     : {command.affected_sop_instance_uid}",
+        f"Affected SOP Instance UID     : {_printable(command.affected_sop_instance_uid)}",
     ]
     if not outgoing and command.move_originator_aet is not None:
-        lines.append(f"Move Originator               : {safe_for_log(command.move_originator_aet)}")
+        lines.append(f"Move Originator               : {_printable(command.move_originator_aet)}")
     lines += [
         "Data Set                      : Present",
         f"Priority                      : {_PRIORITIES.get(command.priority, command.priority)}",
@@ -364,6 +375,6 @@ def _store_response(log: logging.Logger, command: dimse.CStoreRSP, context_id: i
     if command.affected_sop_class_uid:
         lines.append(f"Affected SOP Class UID        : {_uid_name(command.affected_sop_class_uid)}")
     if command.affected_sop_instance_uid:
-        lines.append(f"Affected SOP Instance UID     : {command.affected_sop_instance_uid}")
+        lines.append(f"Affected SOP Instance UID     : {_printable(command.affected_sop_instance_uid)}")
     lines += [f"Status                        : {status}", _banner("END DIMSE MESSAGE")]
     _emit(log, lines)
