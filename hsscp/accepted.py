@@ -84,7 +84,7 @@ class AcceptedAssociation(HasMode):
 
     def get_handlers(self, event: EventType) -> Any:
         """pynetdicom's shapes: ``[(handler, args), ...]``, or ``(handler, args)`` for an intervention event."""
-        return self.handlers.bound(event, defaults=True)
+        return self.handlers.bound(event)
 
     def _bindings_changed(self) -> None:
         # What the bindings cost per PDU is worked out once, on the loop that reads.

@@ -183,7 +183,7 @@ class Association(ScuServices, HasMode):
 
     def get_handlers(self, event: events.EventType) -> Any:
         """pynetdicom's shapes: ``[(handler, args), ...]``, or ``(handler, args)`` for an intervention event."""
-        return self.handlers.bound(event, defaults=True)
+        return self.handlers.bound(event)
 
     def _watch(self) -> None:
         # The per-PDU events cost a copy and a decode of every PDU: only with a handler bound.

@@ -340,22 +340,19 @@ class HandlerSet:
         """The ``(handler, args)`` bound to `event`, in binding order."""
         return list(self._handlers.get(canonical(event), []))
 
-    def bound(self, event: EventType, defaults: bool = False) -> Any:
+    def bound(self, event: EventType) -> Any:
         """What pynetdicom's ``get_handlers(event)`` returns for these bindings.
 
         A notification event: a list of ``(handler, args)``, ``args`` None
-        when none were given. An intervention event: its ``(handler, args)``;
-        unbound, ``(default handler, None)`` with `defaults` (as an
-        association answers, its defaults being bound) or ``[]`` (as a server
-        answers).
+        when none were given. An intervention event: its ``(handler, args)``,
+        unbound its default handler's, ``(default handler, None)`` (pynetdicom
+        binds the defaults on servers and associations alike).
         """
         event = canonical(event)
         shaped = [(handler, args or None) for handler, args in self._handlers.get(event, [])]
         if event.is_notification:
             return shaped
-        if shaped:
-            return shaped[0]
-        return (get_default_handler(event), None) if defaults else []
+        return shaped[0] if shaped else (get_default_handler(event), None)
 
     def has(self, event: EventType) -> bool:
         """Whether any handler is bound to `event`."""
