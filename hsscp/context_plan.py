@@ -36,8 +36,9 @@ def plan_contexts(
 ) -> list[PresentationContext]:
     """The contexts to propose for files of these (SOP class UID, transfer syntax UID) pairs.
 
-    One context per pair with that syntax alone, in the order first seen,
-    then one fallback context per SOP class with re-encodable files,
+    One context per pair with that syntax alone (by SOP class, classes and
+    syntaxes in the order first seen), then one fallback context per SOP
+    class with re-encodable files,
     offering the fallback syntaxes none of its own contexts offers. Past
     ``limit`` contexts the fallbacks go first; past ``limit`` pairs, one
     context per SOP class offers its files' syntaxes (then the fallbacks).
