@@ -86,3 +86,19 @@ def test_pynetdicom_aborts_an_idle_association_too() -> None:
         ae.network_timeout = 0.3
         assoc = ae.associate(HOST, port)
         until(lambda: assoc.is_aborted, what="pynetdicom's reactor to abort")
+
+
+def test_connection_timeout_is_pynetdicoms(caplog) -> None:
+    ours, theirs = hsscp.AE(), PynetdicomAE()
+    assert ours.connection_timeout is theirs.connection_timeout is None
+    for value in (2.5, 0, -1, "3", None):
+        ours.connection_timeout = theirs.connection_timeout = value
+        assert ours.connection_timeout == theirs.connection_timeout
+    assert "connection_timeout set to None" in caplog.text
+    ours.connection_timeout = 4
+    with serving([]) as (_, port):
+        assoc = ours.associate(HOST, port, contexts=requestor(hsscp.AE).requested_contexts)
+        assert assoc.connection_timeout == 4
+        ours.connection_timeout = 7  # as in pynetdicom, a new value reaches the live associations
+        assert assoc.connection_timeout == 7
+        assoc.release()
