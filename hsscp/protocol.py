@@ -10,7 +10,9 @@ What to do with a request, a message or a timeout is the service's
 business (:class:`hsscp.service.AcceptorService`); this class moves bytes,
 runs the timers, keeps DIMSE replies in order, and keeps the association's
 own state (admission, window, contexts, API object): only it writes them,
-applying what the service returns.
+applying what the service returns. It also tells the association's handlers
+about what passes through it (PDUs, state machine steps, ACSE primitives,
+DIMSE messages), each only while a handler for it is bound (:meth:`watch`).
 
 Backpressure: the peer may have ``window`` requests outstanding, what we
 granted. Reading pauses while a complete request waits because the window

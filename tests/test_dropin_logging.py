@@ -44,15 +44,18 @@ class Lines(logging.Handler):
 
 @contextlib.contextmanager
 def captured(name: str, level: int) -> Iterator[list[str]]:
-    logger = logging.getLogger(name)
-    handler, old_level = Lines(), logger.level
+    """Every line of the ``name`` logger tree at ``level`` (its children inherit the level)."""
+    logger, exchange = logging.getLogger(name), logging.getLogger("hsscp.exchange")
+    handler, old_levels = Lines(), (logger.level, exchange.level)
     logger.addHandler(handler)
     logger.setLevel(level)
+    exchange.setLevel(logging.NOTSET)
     try:
         yield handler.lines
     finally:
         logger.removeHandler(handler)
-        logger.setLevel(old_level)
+        logger.setLevel(old_levels[0])
+        exchange.setLevel(old_levels[1])
 
 
 def _app(*args: str) -> list[str]:
