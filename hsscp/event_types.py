@@ -39,8 +39,6 @@ __all__ = [
     "EventType",
     "InterventionEvent",
     "NotificationEvent",
-    "WIRE_EVENTS",
-    "canonical",
     "get_default_handler",
 ]
 
