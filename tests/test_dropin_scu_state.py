@@ -31,9 +31,10 @@ def test_an_abort_sent_while_nobody_reads_is_seen_when_the_state_is_read(ae_clas
     aborted = []
     kwargs = {} if ae_class is None else {"ae_class": ae_class}
     with serving([(evt.EVT_ESTABLISHED, _abort_when_established)], **kwargs) as (_, port):
-        threads = threading.active_count()
+        before = set(threading.enumerate())
         assoc = requestor(hsscp.AE).associate(HOST, port, evt_handlers=[(evt.EVT_ABORTED, aborted.append)])
-        assert threading.active_count() == threads  # no reader thread
+        if ae_class is None:  # (a pynetdicom acceptor in this process starts threads of its own)
+            assert set(threading.enumerate()) <= before  # the requestor started no reader thread
         until(lambda: assoc.is_aborted, what="the peer's abort to be read")
         assert not assoc.is_established and len(aborted) == 1
         if ae_class is None:  # pynetdicom's acceptor may close before its A-ABORT is out
