@@ -171,9 +171,11 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
 @pytest.fixture
 def restore_logging():
     logger = logging.getLogger("hsscp")
-    handlers, level = list(logger.handlers), logger.level
+    exchange = logging.getLogger("hsscp.exchange")  # configure_logging sets its level too
+    handlers, level, exchange_level = list(logger.handlers), logger.level, exchange.level
     yield logger
     logger.handlers, logger.level = handlers, level
+    exchange.setLevel(exchange_level)
 
 
 @dataclass
