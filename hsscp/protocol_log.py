@@ -20,6 +20,7 @@ from pydicom.uid import UID
 
 from hsscp import dimse, items
 from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
+from hsscp.status import STORAGE_SERVICE_CLASS_STATUS
 
 __all__ = [
     "EXCHANGE_LOG",
@@ -58,29 +59,13 @@ _CONTEXT_RESULTS = {
 }  # fmt: skip
 _IDENTITY_TYPES = {1: "Username", 2: "Username/Password", 3: "Kerberos", 4: "SAML", 5: "JSON Web Token"}
 _PRIORITIES = {0: "Medium", 1: "High", 2: "Low"}
-# Storage statuses by range (PS3.4 B.2.3), as pynetdicom names them.
-_STORE_RANGES = (
-    (0xA700, 0xA7FF, "Refused: Out of Resources"),
-    (0xA900, 0xA9FF, "Data Set Does Not Match SOP Class"),
-    (0xC000, 0xCFFF, "Cannot Understand"),
-)
-_STORE_CODES = {
-    0x0000: "Success", 0xB000: "Coercion of Data Elements", 0xB006: "Element Discarded",
-    0xB007: "Data Set Does Not Match SOP Class", 0x0110: "Processing Failure",
-    0x0122: "Refused: SOP Class Not Supported", 0x0124: "Refused: Not Authorised",
-    0x0210: "Duplicate Invocation", 0x0211: "Unrecognised Operation", 0x0212: "Mistyped Argument",
-    0x0213: "Resource Limitation",
-}  # fmt: skip
-
-
 def status_text(status: int, service: str = "store") -> str:
     """``0x0000 - Success``: a status as pynetdicom prints it (C-ECHO knows only Success)."""
     if service == "echo":
         name = "Success" if status == 0 else "Unknown"
     else:
-        name = _STORE_CODES.get(status) or next(
-            (text for low, high, text in _STORE_RANGES if low <= status <= high), "Unknown"
-        )
+        category, description = STORAGE_SERVICE_CLASS_STATUS.get(status, ("Unknown", ""))
+        name = description or category
     return f"0x{status:04X} - {name}"
 
 
