@@ -127,6 +127,11 @@ class AcceptorPolicy:
     require_calling_aet: Sequence[str] = ()
     # How many operations we let the requestor have outstanding, if it asks.
     max_operations_performed: int = 1
+    # Whose transfer syntax order wins: the requestor's (hsscp's default: it knows its data)
+    # or the order of the supported context (pynetdicom's rule; DCMTK's +x= +xe +xi ...).
+    prefer_proposed: bool = True
+    # Accept storage abstract syntaxes no supported context names (DCMTK's -pm), in these syntaxes.
+    promiscuous_syntaxes: Sequence[str] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +182,8 @@ def answer_request(
     user_info = request.user_information
     roles = {r.sop_class_uid: (bool(r.scu_role), bool(r.scp_role)) for r in user_info.role_selections}
     contexts, role_replies = negotiate_as_acceptor(
-        proposed, policy.supported_contexts, roles, prefer_proposed=True
+        proposed, policy.supported_contexts, roles, prefer_proposed=policy.prefer_proposed,
+        unknown_syntaxes=policy.promiscuous_syntaxes,
     )
     subs = _identity_items(policy.identity)
     window = user_info.async_operations_window

@@ -93,6 +93,11 @@ class ApplicationEntity(PresentationContextLists):
         self._require_calling_aet: list[str | bytes] = []
         self._require_called_aet = False
 
+        # hsscp's own acceptor settings (not pynetdicom's): whose transfer syntax order wins,
+        # and the syntaxes in which unknown abstract syntaxes are accepted (empty: refused).
+        self.prefer_requestor_syntax = True
+        self.promiscuous_syntaxes: list[str] = []
+
         self._lock = threading.Lock()
         self._associations: list[Any] = []
         self._servers: list[Any] = []
@@ -327,6 +332,8 @@ class ApplicationEntity(PresentationContextLists):
             supported_contexts=list(contexts) if contexts else self.supported_contexts,
             require_called_aet=self._require_called_aet,
             require_calling_aet=self._require_calling_aet_str,
+            prefer_proposed=self.prefer_requestor_syntax,
+            promiscuous_syntaxes=tuple(self.promiscuous_syntaxes),
         )
 
     # -- associations ------------------------------------------------------------
