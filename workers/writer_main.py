@@ -141,7 +141,7 @@ class Writer:
         return [JobDone(job.job_id, outcome, fact) for job, (outcome, fact) in zip(jobs, results, strict=True)]
 
     def _store(self, jobs: list[StoreJob | SpoolJob]) -> list[tuple[StoreOutcome, InstanceFact]]:
-        results = [(UNREADABLE, InstanceFact.of(job.request, UNREADABLE)) for job in jobs]
+        results: list[tuple[StoreOutcome, InstanceFact]] = [None] * len(jobs)  # type: ignore[list-item]
         held: list[memoryview] = []
         items, positions = [], []
         for position, job in enumerate(jobs):
@@ -150,6 +150,7 @@ class Writer:
                     views = self.arenas.views(job.arena, job.segments)
                 except (OSError, ValueError) as exc:
                     log.error("store job %d names an arena this writer cannot map: %s", job.job_id, exc)
+                    results[position] = (UNREADABLE, InstanceFact.of(job.request, UNREADABLE))
                     continue
                 held += views
                 items.append((job.request, views))
