@@ -83,6 +83,8 @@ SCPS: dict[str, ScpSpec] = {
         hsscp_variant("hsscp-ignore", "hsscp storescp --ignore (nothing written)", "--ignore"),
         hsscp_variant("hsscp-journal", "hsscp storescp at its defaults with a journal",
                       "--journal", "{out}/.hsscp-journal.jsonl"),
+        hsscp_variant("hsscp-1writer", "hsscp storescp with one writer: every job in one group commit",
+                      "--writers", "1"),
         ScpSpec("dcmtk", "DCMTK storescp, single process, files written", _storescp(), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-fork", "DCMTK storescp --fork, files written", _storescp("--fork"), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-ignore", "DCMTK storescp --fork --ignore (protocol only)", _storescp("--fork", "--ignore"),
