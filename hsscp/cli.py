@@ -21,6 +21,7 @@ from hsscp import __version__
 from hsscp.config import (
     FSYNC_POLICIES,
     LAYOUTS,
+    LOG_FORMATS,
     LOG_LEVELS,
     ConfigError,
     ServerConfig,
@@ -136,6 +137,17 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                         "operations window (default 16)")
     g.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", type=float, metavar="SECONDS",
                    help="replace a worker whose event loop has been stuck this long (default 10)")
+
+    g = p.add_argument_group("operations")
+    g.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9100)")
+    g.add_argument("--min-free-space", dest="min_free_space", type=_size, metavar="BYTES",
+                   help="below this much free space answer C-STOREs 0xA700 and report not ready (default 0: never)")
+    g.add_argument("--proxy-protocol", dest="proxy_protocol", action=argparse.BooleanOptionalAction,
+                   help="each connection starts with a PROXY v1/v2 header (HAProxy send-proxy): "
+                        "its client address is the peer")
+    g.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS,
+                   help="text (default) or json: one JSON object a line")
     return p
 
 

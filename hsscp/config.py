@@ -31,6 +31,7 @@ from hsscp.errors import InvalidInput
 __all__ = [
     "FSYNC_POLICIES",
     "LAYOUTS",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "ConfigError",
     "ProcessSettings",
@@ -38,11 +39,13 @@ __all__ = [
     "build_config",
     "dump_toml",
     "load_config_file",
+    "parse_host_port",
     "parse_size",
     "ssl_context",
 ]
 
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
+LOG_FORMATS = ("text", "json")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
 
@@ -52,7 +55,7 @@ MIN_PDU = 4096
 MIN_SPOOL_THRESHOLD = 64 * KIB
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
-SIZE_FIELDS = ("max_pdu", "spool_threshold")
+SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space")
 
 
 class ConfigError(InvalidInput):
@@ -86,8 +89,18 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # Operations: "HOST:PORT" serves /metrics, /healthz, /readyz ("" = none); below
+    # min_free_space free bytes C-STOREs are refused (0xA700, 0 = never); proxy_protocol:
+    # every connection starts with a PROXY v1/v2 header (behind HAProxy's send-proxy).
+    metrics: str = ""
+    min_free_space: int = 0
+    proxy_protocol: bool = False
 
     def __post_init__(self) -> None:
+        if self.metrics:
+            parse_host_port(self.metrics)  # its ValueError names the setting
+        if self.min_free_space < 0:
+            raise ValueError(f"min_free_space must be 0 or more, not {self.min_free_space}")
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -138,8 +151,12 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
     tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
     require_calling_aet: list[str] = []
     require_called_aet: bool = False
+    log_format: str = "text"  # "json": one JSON object a line, for log shippers
 
     def __post_init__(self) -> None:
+        _check_choice(self, "log_format", LOG_FORMATS)
+        if self.proxy_protocol and self.tls_cert is not None:
+            raise ValueError("proxy_protocol cannot be combined with TLS here: terminate TLS at the proxy")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         # Stored normalized (stripped str) so comparisons with titles from the wire are exact.
@@ -211,6 +228,14 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size in bytes (like 4194304, 512K, 4M or 1G)")
     unit = match.group(2).upper() if match.group(2) else None
     return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6, ``:9100`` for every interface) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"metrics must be HOST:PORT (like 127.0.0.1:9100), not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -132,6 +132,8 @@ class AcceptorService:
             "rejecting association from %s (calling %s): result %d source %d reason %d",
             protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
         )
+        if self.stats is not None:
+            self.stats.association(False, request.calling_ae_title)
         protocol.assoc.rejected(rj)
         self.handlers.notify(protocol.assoc, events.EVT_REJECTED)
         return Admission(rejection=rj)
@@ -141,7 +143,7 @@ class AcceptorService:
         # What we granted: how many requests the peer may have outstanding.
         window = (granted.max_performed or MAX_WINDOW) if granted is not None else 1
         if self.stats is not None:
-            self.stats.add("associations")
+            self.stats.association(True, assoc.requestor.ae_title)
         contexts = {
             pc.context_id: PresentationContextTuple(pc.context_id, pc.abstract_syntax, pc.transfer_syntax[0])
             for pc in answer.contexts
