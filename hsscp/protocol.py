@@ -62,8 +62,9 @@ READ_BUFFER_SIZE = 256 * 1024
 class AcceptorProtocol(asyncio.BufferedProtocol):
     """One accepted transport connection and the association on it."""
 
-    def __init__(self, service: AcceptorService) -> None:
+    def __init__(self, service: AcceptorService, peer: tuple[str, int] | None = None) -> None:
         self.service = service
+        self._proxied_peer = peer  # the client's address from a PROXY header (hsscp.proxied)
         self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory_for(self))
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -96,7 +97,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # A request/response protocol stalls ~40 ms a message without it.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = self._proxied_peer or transport.get_extra_info("peername") or ("", 0)
         self.assoc = self.service.connection_opened(self)
         self._after(self.engine.connection_made())
 

@@ -194,6 +194,7 @@ class StorageSCP:
                 async_ops=settings.async_ops,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
+                proxy_protocol=settings.proxy_protocol,
             )
         )
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsscp import events
-from hsscp.protocol import AcceptorProtocol
+from hsscp.proxied import acceptor_factory
 from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend
 from hsscp.transport import new_event_loop
@@ -62,6 +62,7 @@ class WorkerContext:
     async_ops: int = 1  # outstanding requests granted per association
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
+    proxy_protocol: bool = False  # each connection starts with a PROXY header
 
 
 def run_worker(ctx: WorkerContext) -> int:
@@ -87,7 +88,7 @@ async def _serve(ctx: WorkerContext) -> int:
     try:
         service, arena, writers = await _build_service(ctx)
         server = await loop.create_server(
-            lambda: AcceptorProtocol(service), sock=ctx.listener, ssl=ctx.ssl_context,
+            acceptor_factory(service, ctx.proxy_protocol), sock=ctx.listener, ssl=ctx.ssl_context,
             # None (no ACSE timeout) leaves asyncio's own handshake timeout of 60 s.
             ssl_handshake_timeout=ctx.ae.acse_timeout if ctx.ssl_context else None,
         )
