@@ -7,7 +7,7 @@ OUT    ?= received
 BIND   ?=
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
-PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy
+PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy prometheus:prometheus
 
 .PHONY: test venv peers lint bench run clean fuzz soak
 
