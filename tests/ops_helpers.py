@@ -37,8 +37,11 @@ def wait_for_readiness(port: int, ready: bool, timeout: float = 10.0, host: str 
     """Poll /readyz until it answers 200 (``ready``) or 503; the body it gave."""
     deadline = time.monotonic() + timeout
     while True:
-        status, body = http_get(f"http://{host}:{port}/readyz")
-        if (status == 200) == ready:
+        try:
+            status, body = http_get(f"http://{host}:{port}/readyz")
+        except urllib.error.URLError as exc:  # not listening yet
+            status, body = 0, str(exc)
+        if status and (status == 200) == ready:
             return body
         if time.monotonic() > deadline:
             raise TimeoutError(f"/readyz still answers {status}: {body}")
