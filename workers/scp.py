@@ -160,8 +160,8 @@ class StorageSCP:
         if self.metrics is not None:
             self.metrics.stop()  # also when the start failed: the port is given back
             self.metrics = None
-        if self.storage is not None:
-            self.storage.remove_temp_files()
+        # No sweep of every temporary file here: each child's were removed as it exited, and
+        # nodes sharing the output folder (behind a load balancer) own the others.
         if self.rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
