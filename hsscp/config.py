@@ -89,6 +89,15 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # The settings of DCMTK storescp flags (hsscp.cli_dcmtk); the server refuses to start with
+    # any but the defaults until it can honour them.
+    # Transfer syntaxes accepted, best first (+xe, +xi...); empty: every one hsscp knows, the
+    # requestor's first proposed one chosen.
+    transfer_syntaxes: list[str] = []
+    promiscuous: bool = False  # accept storage SOP classes hsscp does not know (-pm)
+    unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
+    filename_extension: str = ".dcm"  # of the files written (-fe)
+    sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
     # Operations: "HOST:PORT" serves /metrics, /healthz, /readyz ("" = none); below
     # min_free_space free bytes C-STOREs are refused (0xA700, 0 = never); proxy_protocol:
     # every connection starts with a PROXY v1/v2 header (behind HAProxy's send-proxy).

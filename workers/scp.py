@@ -91,10 +91,13 @@ class StorageSCP:
         except OSError as exc:  # port taken, output folder not writable, ...
             log.error("cannot start: %s", exc)
             self._cleanup()
-            return ServeResult(2, f"not started: {exc}")
+            return ServeResult(2, "")
+        host, port = self.listener.getsockname()[:2]
+        where = "writing nothing (--ignore)" if self.settings.ignore else (
+            f"output folder {os.path.abspath(self.settings.output_directory)}")
         log.info(
-            "hsscp storescp listening on %s:%d with %d workers and %d writers",
-            *self.listener.getsockname()[:2], self.worker_role.count, self.writer_role.count,
+            "hsscp storescp listening: AE title %s, address %s, port %d, %s; %d workers and %d writers",
+            self.ae_title, host or "every interface", port, where, self.worker_role.count, self.writer_role.count,
         )
         self.supervisor = Supervisor(self, self.settings.heartbeat_timeout)
         self._start_operations()
@@ -173,7 +176,6 @@ class StorageSCP:
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)
-        settings = self.settings
         return run_worker(
             WorkerContext(
                 index=index,
@@ -181,20 +183,14 @@ class StorageSCP:
                 ae=self.ae,
                 ae_title=self.ae_title,
                 contexts=self.contexts,
+                settings=self.settings,
                 limiter=self.limiter,
                 heartbeat=heartbeat,
                 stats_table=self.stats,
-                graceful_timeout=settings.graceful_timeout,
-                writer_paths=self.writer_paths,
                 storage=self.storage,
-                spool_threshold=settings.spool_threshold,
-                ignore=settings.ignore,
-                # fsync in the event loop would stall every association of the worker.
-                inline_limit=settings.inline_limit if settings.fsync == "none" else 0,
-                async_ops=settings.async_ops,
+                writer_paths=self.writer_paths,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
-                proxy_protocol=settings.proxy_protocol,
             )
         )
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 from functools import lru_cache
 
-from hsscp.status import Status, StatusCategory, status_category
+from hsscp.dimse_status import Status, StatusCategory, status_category
 from workers.file_lock import FileLock
 
 FIELDS = (
