@@ -223,18 +223,26 @@ def parse_storescp(argv: Sequence[str]) -> ServerConfig:
     return _merged_config(build_parser().parse_args(["storescp", *argv]))
 
 
-def configure_logging(level: str) -> None:
-    """Send the ``hsscp`` logger to stderr at one of LOG_LEVELS."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send the ``hsscp`` logger to stderr at one of LOG_LEVELS, as text or JSON lines."""
     logger = logging.getLogger("hsscp")
     # Replace our stream handler on a second call instead of doubling every line.
     logger.handlers = [h for h in logger.handlers if not getattr(h, "_hsscp_cli", False)]
     handler = logging.StreamHandler(sys.stderr)
     handler._hsscp_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
-    )
+    if log_format == "json":
+        from hsscp.log_format import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
+        )
     logger.addHandler(handler)
     logger.setLevel(_LOGGING_LEVELS[level])
+    # A line per C-STORE from -v on; failures (WARNING) at every level but quiet's too.
+    verbose = level in ("verbose", "debug")
+    logging.getLogger("hsscp.store").setLevel(logging.NOTSET if verbose else logging.WARNING)
 
 
 def _run_storescp(args: argparse.Namespace) -> int:
@@ -247,7 +255,7 @@ def _run_storescp(args: argparse.Namespace) -> int:
         ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate, key or CA: {exc}") from None
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     from workers.scp import serve  # imported late: it pulls in the whole server
 
     result = serve(config)

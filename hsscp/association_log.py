@@ -1,0 +1,146 @@
+"""The lines a storage SCP logs for the person on call: one per association, one per C-STORE.
+
+At INFO (the default level) one line when an association ends
+(:func:`log_association_end`): calling and called AE, peer ``ip:port``,
+instances stored and failed, bytes, duration, rate, and how it ended in
+words. On :data:`STORE_LOG` one line per C-STORE (:func:`log_store`): INFO
+for a success (shown from ``-v`` on: the command line keeps this logger at
+WARNING otherwise) and a WARNING naming the peer and AE for every other
+status. Each line also carries its values as ``record.fields`` for the JSON
+log format (``--log-format json``). Nothing is formatted when the level is
+off: every function checks it first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from hsscp.aet import safe_for_log
+from hsscp.dimse_status import Status, StatusCategory, status_category
+
+__all__ = [
+    "ASSOCIATION_LOG",
+    "STORE_LOG",
+    "AssociationTally",
+    "abort_words",
+    "log_association_end",
+    "log_store",
+    "peer_text",
+]
+
+ASSOCIATION_LOG = logging.getLogger("hsscp.association")
+STORE_LOG = logging.getLogger("hsscp.store")
+
+_ABORT_SOURCES = {0: "the peer (service user)", 1: "reserved source", 2: "the peer's provider"}
+_ABORT_REASONS = {
+    0: "no reason given", 1: "unrecognised PDU", 2: "unexpected PDU", 4: "unrecognised PDU parameter",
+    5: "unexpected PDU parameter", 6: "invalid PDU parameter value",
+}  # fmt: skip
+_STATUS_WORDS = {
+    Status.SUCCESS: "Success", Status.PROCESSING_FAILURE: "Processing Failure",
+    Status.SOP_CLASS_NOT_SUPPORTED: "SOP Class Not Supported", Status.NO_HANDLER: "Cannot Understand",
+    Status.COERCION_OF_DATA_ELEMENTS: "Coercion of Data Elements", Status.ELEMENTS_DISCARDED: "Elements Discarded",
+    Status.DATASET_DOES_NOT_MATCH_SOP_CLASS_WARNING: "Data Set Does Not Match SOP Class (warning)",
+}  # fmt: skip
+_STATUS_RANGES = (
+    (0xA700, 0xA7FF, "Out of Resources"),
+    (0xA900, 0xA9FF, "Data Set Does Not Match SOP Class"),
+    (0xC000, 0xCFFF, "Cannot Understand"),
+)
+
+
+def peer_text(peer: tuple) -> str:
+    """``ip:port`` (``[ip]:port`` for IPv6)."""
+    host, port = (peer[0], peer[1]) if len(peer) >= 2 else ("", 0)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def status_words(status: int) -> str:
+    """``0xA700 Out of Resources``: a status with its name."""
+    name = _STATUS_WORDS.get(status) or next(
+        (text for low, high, text in _STATUS_RANGES if low <= status <= high), status_category(status).value
+    )
+    return f"0x{status:04X} {name}"
+
+
+@lru_cache(maxsize=512)
+def sop_class_name(uid: str) -> str:
+    from pydicom.uid import UID
+
+    return UID(uid).name if uid else "(no SOP class)"
+
+
+@dataclass
+class AssociationTally:
+    """What one association did, for its closing line."""
+
+    peer: str
+    calling_ae: str = ""
+    called_ae: str = ""
+    started: float = field(default_factory=time.monotonic)
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+    outcome: str = "closed"  # released, aborted, closed (the connection went without either)
+    ended: str = "the connection closed without release or abort"  # how, in words
+
+    def count(self, status: int, nbytes: int) -> None:
+        if status_category(status) in (StatusCategory.SUCCESS, StatusCategory.WARNING):
+            self.stored += 1
+            self.bytes += nbytes
+        else:
+            self.failed += 1
+
+
+def abort_words(source: int, reason: int, by_peer: bool, detail: str = "") -> str:
+    """How an abort came about, in words."""
+    if by_peer:
+        who = _ABORT_SOURCES.get(source, f"source {source}")
+        why = _ABORT_REASONS.get(reason, f"reason {reason}")
+        return f"aborted by {who}: {why}"
+    return f"aborted by hsscp: {detail or _ABORT_REASONS.get(reason, f'reason {reason}')}"
+
+
+def log_association_end(tally: AssociationTally) -> None:
+    if not ASSOCIATION_LOG.isEnabledFor(logging.INFO):
+        return
+    seconds = max(time.monotonic() - tally.started, 1e-6)
+    rate = tally.stored / seconds
+    fields = {
+        "event": "association", "calling_ae": tally.calling_ae, "called_ae": tally.called_ae,
+        "peer": tally.peer, "instances": tally.stored, "failed": tally.failed, "bytes": tally.bytes,
+        "seconds": round(seconds, 3), "rate": round(rate, 1), "outcome": tally.outcome, "ended": tally.ended,
+    }  # fmt: skip
+    ASSOCIATION_LOG.info(
+        "association %s -> %s from %s: %d stored, %d failed, %.1f MB in %.2f s (%.1f instances/s, %.1f MB/s); %s",
+        safe_for_log(tally.calling_ae), safe_for_log(tally.called_ae), tally.peer, tally.stored, tally.failed,
+        tally.bytes / 1e6, seconds, rate, tally.bytes / 1e6 / seconds, tally.ended, extra={"fields": fields},
+    )
+
+
+def log_store(tally: AssociationTally, sop_class_uid: str, sop_instance_uid: str, status: int, path: str,
+              nbytes: int, started: float, comment: str = "") -> None:
+    """One answered C-STORE: INFO on success, a WARNING for every other status."""
+    success = status == Status.SUCCESS
+    level = logging.INFO if success else logging.WARNING
+    if not STORE_LOG.isEnabledFor(level):
+        return
+    ms = (time.monotonic() - started) * 1e3
+    fields = {
+        "event": "store", "sop_class": sop_class_name(sop_class_uid), "sop_class_uid": sop_class_uid,
+        "sop_instance_uid": sop_instance_uid, "status": f"0x{status:04X}", "path": path, "bytes": nbytes,
+        "ms": round(ms, 2), "calling_ae": tally.calling_ae, "called_ae": tally.called_ae, "peer": tally.peer,
+    }  # fmt: skip
+    if success:
+        STORE_LOG.info("stored %s %s (%s) from %s at %s: %s, %d bytes in %.1f ms",
+                       fields["sop_class"], sop_instance_uid, status_words(status), safe_for_log(tally.calling_ae),
+                       tally.peer, path, nbytes, ms, extra={"fields": fields})
+        return
+    if comment:
+        fields["error_comment"] = comment
+    STORE_LOG.warning("C-STORE of %s %s from %s at %s answered %s%s", fields["sop_class"], sop_instance_uid,
+                      safe_for_log(tally.calling_ae), tally.peer, status_words(status),
+                      f" ({comment})" if comment else "", extra={"fields": fields})
