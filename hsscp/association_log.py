@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from hsscp.aet import safe_for_log
 from hsscp.dimse_status import Status, StatusCategory, status_category
 
 __all__ = [
@@ -27,8 +26,11 @@ __all__ = [
     "AssociationTally",
     "abort_words",
     "log_association_end",
+    "log_rejection",
     "log_store",
     "peer_text",
+    "plain",
+    "rejection_reason",
 ]
 
 ASSOCIATION_LOG = logging.getLogger("hsscp.association")
@@ -50,6 +52,12 @@ _STATUS_RANGES = (
     (0xA900, 0xA9FF, "Data Set Does Not Match SOP Class"),
     (0xC000, 0xCFFF, "Cannot Understand"),
 )
+
+
+def plain(title: str) -> str:
+    """An AE title from the wire, fit for a log line: stripped, escaped (no newline gets through)."""
+    text = repr(title.strip(" \0"))[1:-1]
+    return text or "(empty)"
 
 
 def peer_text(peer: tuple) -> str:
@@ -116,7 +124,7 @@ def log_association_end(tally: AssociationTally) -> None:
     }  # fmt: skip
     ASSOCIATION_LOG.info(
         "association %s -> %s from %s: %d stored, %d failed, %.1f MB in %.2f s (%.1f instances/s, %.1f MB/s); %s",
-        safe_for_log(tally.calling_ae), safe_for_log(tally.called_ae), tally.peer, tally.stored, tally.failed,
+        plain(tally.calling_ae), plain(tally.called_ae), tally.peer, tally.stored, tally.failed,
         tally.bytes / 1e6, seconds, rate, tally.bytes / 1e6 / seconds, tally.ended, extra={"fields": fields},
     )
 
@@ -136,11 +144,41 @@ def log_store(tally: AssociationTally, sop_class_uid: str, sop_instance_uid: str
     }  # fmt: skip
     if success:
         STORE_LOG.info("stored %s %s (%s) from %s at %s: %s, %d bytes in %.1f ms",
-                       fields["sop_class"], sop_instance_uid, status_words(status), safe_for_log(tally.calling_ae),
+                       fields["sop_class"], sop_instance_uid, status_words(status), plain(tally.calling_ae),
                        tally.peer, path, nbytes, ms, extra={"fields": fields})
         return
     if comment:
         fields["error_comment"] = comment
     STORE_LOG.warning("C-STORE of %s %s from %s at %s answered %s%s", fields["sop_class"], sop_instance_uid,
-                      safe_for_log(tally.calling_ae), tally.peer, status_words(status),
+                      plain(tally.calling_ae), tally.peer, status_words(status),
                       f" ({comment})" if comment else "", extra={"fields": fields})
+
+
+def rejection_reason(source: int, reason: int, calling_ae: str, called_ae: str) -> str:
+    """Why an association was rejected, in words."""
+    if source == 1 and reason == 7:
+        return f"called AE title {plain(called_ae)} is not ours"
+    if source == 1 and reason == 3:
+        return f"calling AE title {plain(calling_ae)} is not one we accept"
+    if source == 1 and reason == 2:
+        return "the application context is not DICOM's"
+    if source == 2 and reason == 2:
+        return "the protocol version is not supported"
+    if source == 3 and reason == 2:
+        return "too many associations at once (the --max-associations limit)"
+    if source == 3 and reason == 1:
+        return "temporary congestion"
+    return f"no reason given (source {source}, reason {reason})"
+
+
+def log_rejection(peer: str, calling_ae: str, called_ae: str, result: int, source: int, reason: int) -> None:
+    """A WARNING naming the peer and both AE titles, and why, in words."""
+    if not ASSOCIATION_LOG.isEnabledFor(logging.WARNING):
+        return
+    why = rejection_reason(source, reason, calling_ae, called_ae)
+    fields = {
+        "event": "rejected", "calling_ae": calling_ae, "called_ae": called_ae, "peer": peer, "instances": 0,
+        "bytes": 0, "outcome": "rejected", "ended": why, "result": result, "source": source, "reason": reason,
+    }  # fmt: skip
+    ASSOCIATION_LOG.warning("rejecting association %s -> %s from %s: %s", plain(calling_ae), plain(called_ae),
+                            peer, why, extra={"fields": fields})

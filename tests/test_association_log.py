@@ -7,7 +7,13 @@ import logging
 import time
 
 from hsscp import association_log
-from hsscp.association_log import AssociationTally, abort_words, log_association_end, log_store, peer_text
+from hsscp.association_log import (
+    AssociationTally,
+    abort_words,
+    log_association_end,
+    log_store,
+    peer_text,
+)
 from hsscp.log_format import JsonFormatter
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
@@ -27,7 +33,7 @@ def test_the_association_line_says_who_what_and_how_it_ended(caplog) -> None:
         log_association_end(t)
     (record,) = caplog.records
     text = record.getMessage()
-    assert "'CT_ROOM_1' -> 'HSSCP' from 127.0.0.1:40312: 2 stored, 1 failed" in text
+    assert "CT_ROOM_1 -> HSSCP from 127.0.0.1:40312: 2 stored, 1 failed" in text
     assert "released by the peer" in text and "instances/s" in text
     entry = json.loads(JsonFormatter().format(record))
     assert {k: entry[k] for k in ("calling_ae", "called_ae", "peer", "instances", "bytes", "outcome")} == {
@@ -46,7 +52,7 @@ def test_a_store_is_info_a_failure_a_warning_naming_peer_and_ae(caplog) -> None:
     assert "stored CT Image Storage 1.2.3.4 (0x0000 Success)" in stored.getMessage()
     assert "/out/1.2.3.4.dcm, 2048 bytes" in stored.getMessage()
     assert failed.getMessage() == (
-        "C-STORE of CT Image Storage 1.2.3.5 from 'CT_ROOM_1' at 127.0.0.1:40312 answered "
+        "C-STORE of CT Image Storage 1.2.3.5 from CT_ROOM_1 at 127.0.0.1:40312 answered "
         "0xA700 Out of Resources (out of resources: ENOSPC)"
     )
     entry = json.loads(JsonFormatter().format(stored))
@@ -72,3 +78,13 @@ def test_aborts_in_words_and_ipv6_peers_in_brackets() -> None:
     assert abort_words(0, 0, by_peer=True) == "aborted by the peer (service user): no reason given"
     assert abort_words(2, 0, by_peer=False, detail="network timeout") == "aborted by hsscp: network timeout"
     assert peer_text(("::1", 104, 0, 0)) == "[::1]:104"
+
+
+def test_rejections_say_why_in_words(caplog) -> None:
+    with caplog.at_level(logging.INFO, "hsscp.association"):
+        association_log.log_rejection("127.0.0.1:5000", "CT1", "HSSCPX", 1, 1, 7)
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == "rejecting association CT1 -> HSSCPX from 127.0.0.1:5000: called AE title HSSCPX is not ours"
+    assert association_log.rejection_reason(3, 2, "A", "B").startswith("too many associations")
+    assert association_log.plain("EVIL\nLINE ") == "EVIL\\nLINE"
