@@ -35,6 +35,9 @@ def test_the_deploy_examples_pass_their_own_tools_checks():
                            capture_output=True, text=True, timeout=60)
     assert rules.returncode == 0, rules.stdout + rules.stderr
     assert f"SUCCESS: {len(ALERTS)} rules found" in rules.stdout
+    fired = subprocess.run([promtool, "test", "rules", str(DEPLOY / "hsscp-alerts.test.yml")],
+                           capture_output=True, text=True, timeout=60)
+    assert fired.returncode == 0, fired.stdout + fired.stderr  # each alert fires where it should
     haproxy = subprocess.run([_haproxy_binary(), "-c", "-f", str(DEPLOY / "haproxy.cfg")],
                              capture_output=True, text=True, timeout=60)
     assert haproxy.returncode == 0, haproxy.stdout + haproxy.stderr
