@@ -3,7 +3,7 @@
 Three kinds:
 
 * flags for what hsscp always does (``+B``, ``-dhl``, ``+xa`` ...): accepted;
-* flags that become a setting (``+xe`` ... ``+xi``, ``-pm``, ``+uf``, ``-fe``,
+* flags that become a setting (``+uf``: keep every copy; ``+xe`` ... ``+xi``, ``-pm``, ``-fe``,
   ``-su``): parsed into :class:`hsscp.config.ServerConfig`, then refused at
   start by :func:`unsupported_settings` for as long as the server cannot do
   what they ask, rather than accepted and ignored;
@@ -126,7 +126,7 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("-pm", "--promiscuous", dest="promiscuous", action="store_true",
                    help="accept storage SOP classes hsscp does not know (not supported yet)")
     g.add_argument("+uf", "--unique-filenames", dest="unique_filenames", action="store_true",
-                   help="never replace a file of the same instance (not supported yet)")
+                   help="never replace a file of the same instance: keep each copy (--on-duplicate rename)")
     g.add_argument("-fe", "--filename-extension", dest="filename_extension", metavar="EXT",
                    help="extension of the files written: .dcm (others not supported yet)")
     g.add_argument("-su", "--sort-on-study-uid", dest="sort_on_study_uid", metavar="PREFIX", type=_prefix,
@@ -147,11 +147,6 @@ def unsupported_settings(config: ServerConfig) -> list[str]:
         problems.append(
             "setting 'promiscuous' (-pm) is not supported yet: hsscp accepts the storage SOP classes "
             "of pydicom's dictionary and Verification"
-        )
-    if config.unique_filenames:
-        problems.append(
-            "setting 'unique_filenames' (+uf) is not supported yet: files are named "
-            "<SOP Instance UID>.dcm, and an instance received again replaces its file"
         )
     if config.filename_extension != ".dcm":
         problems.append(

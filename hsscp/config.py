@@ -29,6 +29,7 @@ from hsscp.aet import normalize_ae_title
 from hsscp.errors import InvalidInput
 
 __all__ = [
+    "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
     "LAYOUTS",
     "LOG_FORMATS",
@@ -48,6 +49,7 @@ LOG_LEVELS = ("quiet", "info", "verbose", "debug")
 LOG_FORMATS = ("text", "json")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
+DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -98,6 +100,8 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
     filename_extension: str = ".dcm"  # of the files written (-fe)
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
+    # What a store of a SOP instance already stored with other bytes does.
+    on_duplicate: str = "overwrite"
     # Operations: "HOST:PORT" serves /metrics, /healthz, /readyz ("" = none); below
     # min_free_space free bytes C-STOREs are refused (0xA700, 0 = never); proxy_protocol:
     # every connection starts with a PROXY v1/v2 header (behind HAProxy's send-proxy).
@@ -113,7 +117,7 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES), ("on_duplicate", DUPLICATE_POLICIES)):
             _check_choice(self, name, allowed)
         # `not >` also refuses NaN.
         if not self.heartbeat_timeout > 0:
@@ -178,6 +182,11 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
         except (TypeError, ValueError) as exc:
             raise ValueError(f"require_calling_aet holds an invalid AE title: {exc}") from None
         msgspec.structs.force_setattr(self, "require_calling_aet", titles)
+        if self.unique_filenames:
+            if self.on_duplicate not in ("overwrite", "rename"):
+                raise ValueError(f"unique_filenames (+uf) keeps every copy: it contradicts on_duplicate {self.on_duplicate!r}")
+            # DCMTK's +uf never replaces a file: every copy gets a name of its own.
+            msgspec.structs.force_setattr(self, "on_duplicate", "rename")
         super().__post_init__()
         if self.max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {self.max_associations}")

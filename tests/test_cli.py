@@ -413,7 +413,7 @@ def test_dcmtk_flags_hsscp_cannot_honour_are_usage_errors(
 @pytest.mark.parametrize(
     ("flags", "setting"),
     [(["+xe"], "transfer_syntaxes"), (["+xi"], "transfer_syntaxes"), (["-pm"], "promiscuous"),
-     (["+uf"], "unique_filenames"), (["-fe", ".txt"], "filename_extension"),
+     (["-fe", ".txt"], "filename_extension"),
      (["-su", "st"], "sort_on_study_uid")],
 )
 def test_settings_the_server_cannot_honour_yet_refuse_to_start(
@@ -423,6 +423,13 @@ def test_settings_the_server_cannot_honour_yet_refuse_to_start(
     assert fake_supervisor.calls == []  # refused before anything starts
     err = capsys.readouterr().err
     assert err.startswith(f"hsscp storescp: error: setting '{setting}'") and "not supported yet" in err
+
+
+def test_unique_filenames_keep_every_copy_as_dcmtk_does() -> None:
+    assert cli.parse_storescp(["+uf"]).on_duplicate == "rename"
+    assert cli.parse_storescp(["+uf", "--on-duplicate", "rename"]).process_settings().on_duplicate == "rename"
+    with pytest.raises(ConfigError, match="contradicts"):
+        cli.parse_storescp(["+uf", "--on-duplicate", "reject"])
 
 
 def test_the_same_settings_in_a_config_file_refuse_to_start(fake_supervisor, tmp_path: Path) -> None:
