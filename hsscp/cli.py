@@ -243,7 +243,9 @@ def configure_logging(level: str, log_format: str = "text") -> None:
         )
     logger.addHandler(handler)
     logger.setLevel(_LOGGING_LEVELS[level])
-    # A line per C-STORE from -v on; failures (WARNING) at every level but quiet's too.
+    # pynetdicom's lines per association and per message (DCMTK's -v) only from "verbose" on.
+    logging.getLogger("hsscp.exchange").setLevel(logging.WARNING if level in ("quiet", "info") else logging.NOTSET)
+    # A line per C-STORE from -v on; failures are WARNINGs, shown at every level.
     verbose = level in ("verbose", "debug")
     logging.getLogger("hsscp.store").setLevel(logging.NOTSET if verbose else logging.WARNING)
 

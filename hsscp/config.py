@@ -221,8 +221,13 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
         ae.maximum_associations = self.max_associations
         ae.require_called_aet = self.require_called_aet
         ae.require_calling_aet = list(self.require_calling_aet)
+        # DCMTK's +x= +xe +xi ...: these syntaxes only, this order preferred over the requestor's.
+        syntaxes = list(self.transfer_syntaxes) or ALL_TRANSFER_SYNTAXES
+        ae.prefer_requestor_syntax = not self.transfer_syntaxes
         for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(context.abstract_syntax, syntaxes)
+        if self.promiscuous:
+            ae.promiscuous_syntaxes = list(syntaxes)
         return ae
 
     @property
