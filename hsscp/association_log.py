@@ -66,6 +66,14 @@ def peer_text(peer: tuple) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+def size_text(nbytes: float) -> str:
+    """``512 B``, ``48.8 kB``, ``63.1 MB``, ``2.0 GB`` (decimal units, as the rates)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes:.0f} B"
+
+
 def status_words(status: int) -> str:
     """``0xA700 Out of Resources``: a status with its name."""
     name = _STATUS_WORDS.get(status) or next(
@@ -123,9 +131,9 @@ def log_association_end(tally: AssociationTally) -> None:
         "seconds": round(seconds, 3), "rate": round(rate, 1), "outcome": tally.outcome, "ended": tally.ended,
     }  # fmt: skip
     ASSOCIATION_LOG.info(
-        "association %s -> %s from %s: %d stored, %d failed, %.1f MB in %.2f s (%.1f instances/s, %.1f MB/s); %s",
+        "association %s -> %s from %s: %d stored, %d failed, %s in %.2f s (%.1f instances/s, %s/s); %s",
         plain(tally.calling_ae), plain(tally.called_ae), tally.peer, tally.stored, tally.failed,
-        tally.bytes / 1e6, seconds, rate, tally.bytes / 1e6 / seconds, tally.ended, extra={"fields": fields},
+        size_text(tally.bytes), seconds, rate, size_text(tally.bytes / seconds), tally.ended, extra={"fields": fields},
     )
 
 

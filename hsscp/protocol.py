@@ -220,7 +220,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             self.send(self.engine.reject(rj.result, rj.source, rj.reason))
             self._acse(EVT_ACSE_SENT, rj)
         else:
-            self.abort()
+            self.abort("the association request could not be answered")
 
     def _drop_pending(self) -> None:
         """The association ended with requests still waiting: what they hold goes back."""
@@ -318,8 +318,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         else:
             self.service.released(self)
 
-    def abort(self) -> None:
-        """A-ABORT from our side (a handler, a timeout, a shutdown), then close."""
+    def abort(self, why: str = "") -> None:
+        """A-ABORT from our side (a handler, a timeout, a shutdown: ``why``, in words), then close."""
         if self.transport is None:
             return
         sent = self.engine.abort_if_open()
@@ -328,7 +328,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if sent:
             abort = AAbort()  # what abort_if_open sends: service user, no reason
             self._acse(EVT_ACSE_SENT, abort)
-            self.service.aborted_locally(self, abort)
+            self.service.aborted_locally(self, abort, why)
         self.flush()
 
     # -- timers: one handle, re-armed only when its deadline really passed ------
@@ -377,8 +377,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             self._after(self.engine.timer_expired())
         elif kind == "release":
             _EXCHANGE_LOG.error("ACSE timeout reached while waiting for the A-RELEASE response")
-            self.abort()
+            self.abort("no A-RELEASE-RP within the ACSE timeout")
         else:
             _EXCHANGE_LOG.error("Network timeout reached")
-            log.info("network timeout: no data from %s:%s, aborting", *self.peer[:2])
-            self.abort()
+            self.abort(f"no data for {self.service.network_timeout:g} s (network timeout)")

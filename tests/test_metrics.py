@@ -122,8 +122,13 @@ def test_below_min_free_space_stores_are_refused_until_space_comes_back(tmp_path
         samples = scrape(metrics)
         subprocess.run(["mount", "-o", "remount,ro", str(out)], check=True)
         assert "not writable" in wait_for_readiness(metrics, False)
+        assert store_one(scp.port, first) == 0x0110  # a read-only folder: a failure, and a warning
         subprocess.run(["mount", "-o", "remount,rw", str(out)], check=True)
         wait_for_readiness(metrics, True)
+        assert scp.stop() == 0
     assert sample(samples, "hsscp_instances_total", status="0xA700") == 1
     assert sample(samples, "hsscp_instances_total", status="0x0000") == 1
     assert sample(samples, "hsscp_min_free_bytes") == 8 * 1024 * 1024
+    assert f"C-STORE of CT Image Storage {first.stem} from FILLER at 127.0.0.1:" in scp.output
+    assert "answered 0xA700 Out of Resources (out of resources: free space is low)" in scp.output
+    assert "answered 0x0110 Processing Failure (cannot store the file: EROFS)" in scp.output

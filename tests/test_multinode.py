@@ -10,6 +10,7 @@ and the senders reconnect through the node that is left.
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -139,7 +140,9 @@ def test_nodes_behind_haproxy_share_the_load_drain_and_survive_a_kill(cluster, t
     survivor.signal(signal.SIGTERM)
     assert survivor.proc.wait(timeout=30) == 0
     for node in nodes:
-        assert "from 10.203." not in node.log()
+        log = node.log()
+        assert "from 10.203." not in log
+        assert re.search(r"association MULTINODE -> HSSCP from 127\.0\.0\.1:\d+: \d+ stored", log), log
     print(f"\nassociations per node after spreading: {spread}; node 0 at its kill: {victim_accepted}; "
           f"node 1: {survivor_before} before the kill, {survivor_after} at the end; "
           f"acknowledged {sum(s == 0 for s in acks.values())}, stored {len(stored)}, lost {len(lost)}")

@@ -70,7 +70,9 @@ def test_the_header_is_read_first_and_its_client_is_the_peer(tmp_path):
         assert 0.8 < time.monotonic() - started < 5
         assert scp.stop() == 0
     log = scp.output
-    assert "rejecting association from 10.9.8.7" in log, log
+    assert "PROXIED -> HSSCPX from 10.9.8.7:40123: called AE title HSSCPX is not ours" in log, log
+    assert "association PROXIED -> HSSCP from 10.9.8.7:40123: 0 stored, 0 failed" in log
+    assert "association PROXIED -> HSSCP from 127.0.0.1:" in log  # the LOCAL header's connection
     assert log.count("closing the connection from 127.0.0.1") == 3
     assert "no PROXY header within the ACSE timeout" in log
 
@@ -113,4 +115,5 @@ listen dicom
                 assert pdu_type(client.recv(65536)) == pdu.PduType.A_ASSOCIATE_RJ
                 client_port = client.getsockname()[1]
         assert scp.stop() == 0
-    assert "rejecting association from 127.0.0.5" in scp.output, (client_port, scp.output)
+    assert f"from 127.0.0.5:{client_port}: called AE title HSSCPX is not ours" in scp.output, scp.output
+    assert "association ECHOSCU -> HSSCP from 127.0.0.1:" in scp.output

@@ -118,6 +118,8 @@ class StorageService(AcceptorService):
                 started: float) -> None:
         self.stats.count(outcome.status, outcome.bytes_written, started=started,
                          calling_ae=protocol.assoc.requestor.ae_title)
+        self.store_answered(protocol, command, outcome.status, outcome.path, outcome.bytes_written, started,
+                            outcome.error_comment)
         protocol.reply(
             context_id,
             dimse.CStoreRSP(
