@@ -55,7 +55,7 @@ _STATUS_RANGES = (
 
 
 def plain(title: str) -> str:
-    """An AE title from the wire, fit for a log line: stripped, escaped (no newline gets through)."""
+    """An AE title or UID from the wire, fit for a log line: stripped, escaped (no newline gets through)."""
     text = repr(title.strip(" \0"))[1:-1]
     return text or "(empty)"
 
@@ -150,14 +150,16 @@ def log_store(tally: AssociationTally, sop_class_uid: str, sop_instance_uid: str
         "sop_instance_uid": sop_instance_uid, "status": f"0x{status:04X}", "path": path, "bytes": nbytes,
         "ms": round(ms, 2), "calling_ae": tally.calling_ae, "called_ae": tally.called_ae, "peer": tally.peer,
     }  # fmt: skip
+    # UIDs come from the wire: escaped like AE titles, so no line can be forged with them.
+    sop_class, uid = plain(fields["sop_class"]), plain(sop_instance_uid)
     if success:
         STORE_LOG.info("stored %s %s (%s) from %s at %s: %s, %d bytes in %.1f ms",
-                       fields["sop_class"], sop_instance_uid, status_words(status), plain(tally.calling_ae),
+                       sop_class, uid, status_words(status), plain(tally.calling_ae),
                        tally.peer, path, nbytes, ms, extra={"fields": fields})
         return
     if comment:
         fields["error_comment"] = comment
-    STORE_LOG.warning("C-STORE of %s %s from %s at %s answered %s%s", fields["sop_class"], sop_instance_uid,
+    STORE_LOG.warning("C-STORE of %s %s from %s at %s answered %s%s", sop_class, uid,
                       plain(tally.calling_ae), tally.peer, status_words(status),
                       f" ({comment})" if comment else "", extra={"fields": fields})
 
