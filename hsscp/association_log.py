@@ -1,12 +1,13 @@
 """The lines a storage SCP logs for the person on call: one per association, one per C-STORE.
 
-At INFO (the default level) one line when an association ends
+At INFO (``hsscp storescp``'s default level) one line when an association ends
 (:func:`log_association_end`): calling and called AE, peer ``ip:port``,
 instances stored and failed, bytes, duration, rate, and how it ended in
 words. On :data:`STORE_LOG` one line per C-STORE (:func:`log_store`): INFO
-for a success (shown from ``-v`` on: the command line keeps this logger at
-WARNING otherwise) and a WARNING naming the peer and AE for every other
-status. Each line also carries its values as ``record.fields`` for the JSON
+for a success (from ``-v`` on) and a WARNING naming the peer and AE for every
+other status. The INFO lines are printed once :func:`show_info_lines` asks
+(``hsscp storescp`` does; a server started through the API prints
+pynetdicom's lines alone). Each line also carries its values as ``record.fields`` for the JSON
 log format (``--log-format json``). Nothing is formatted when the level is
 off: every function checks it first.
 """
@@ -31,10 +32,21 @@ __all__ = [
     "peer_text",
     "plain",
     "rejection_reason",
+    "show_info_lines",
 ]
 
 ASSOCIATION_LOG = logging.getLogger("hsscp.association")
 STORE_LOG = logging.getLogger("hsscp.store")
+# Which INFO lines are printed: the storage SCP's command line turns them on (show_info_lines);
+# under the API a server prints pynetdicom's lines alone. The warnings are always there.
+_shown = {"association": False, "store": False}
+
+
+def show_info_lines(association: bool = True, store: bool = False) -> tuple[bool, bool]:
+    """Print the INFO line per association and/or per C-STORE (levels permitting); the previous choice."""
+    previous = _shown["association"], _shown["store"]
+    _shown["association"], _shown["store"] = association, store
+    return previous
 
 _ABORT_SOURCES = {0: "the peer (service user)", 1: "reserved source", 2: "the peer's provider"}
 _ABORT_REASONS = {
@@ -121,7 +133,7 @@ def abort_words(source: int, reason: int, by_peer: bool, detail: str = "") -> st
 
 
 def log_association_end(tally: AssociationTally) -> None:
-    if not ASSOCIATION_LOG.isEnabledFor(logging.INFO):
+    if not (_shown["association"] and ASSOCIATION_LOG.isEnabledFor(logging.INFO)):
         return
     seconds = max(time.monotonic() - tally.started, 1e-6)
     rate = tally.stored / seconds
@@ -141,8 +153,9 @@ def log_store(tally: AssociationTally, sop_class_uid: str, sop_instance_uid: str
               nbytes: int, started: float, comment: str = "") -> None:
     """One answered C-STORE: INFO on success, a WARNING for every other status."""
     success = status == Status.SUCCESS
-    level = logging.INFO if success else logging.WARNING
-    if not STORE_LOG.isEnabledFor(level):
+    if success and not _shown["store"]:
+        return
+    if not STORE_LOG.isEnabledFor(logging.INFO if success else logging.WARNING):
         return
     ms = (time.monotonic() - started) * 1e3
     fields = {

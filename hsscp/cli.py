@@ -245,9 +245,11 @@ def configure_logging(level: str, log_format: str = "text") -> None:
     logger.setLevel(_LOGGING_LEVELS[level])
     # pynetdicom's lines per association and per message (DCMTK's -v) only from "verbose" on.
     logging.getLogger("hsscp.exchange").setLevel(logging.WARNING if level in ("quiet", "info") else logging.NOTSET)
-    # A line per C-STORE from -v on; failures are WARNINGs, shown at every level.
-    verbose = level in ("verbose", "debug")
-    logging.getLogger("hsscp.store").setLevel(logging.NOTSET if verbose else logging.WARNING)
+    # A line per association (at the level set above), one per C-STORE from -v on; failures
+    # are WARNINGs, shown at every level.
+    from hsscp.association_log import show_info_lines
+
+    show_info_lines(association=True, store=level in ("verbose", "debug"))
 
 
 def _run_storescp(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import json
 import logging
 import time
 
+import pytest
+
 from hsscp import association_log
 from hsscp.association_log import (
     AssociationTally,
@@ -17,6 +19,13 @@ from hsscp.association_log import (
 from hsscp.log_format import JsonFormatter
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@pytest.fixture(autouse=True)
+def lines_shown():
+    previous = association_log.show_info_lines(association=True, store=True)
+    yield
+    association_log.show_info_lines(*previous)
 
 
 def tally() -> AssociationTally:
@@ -72,6 +81,8 @@ def test_nothing_is_formatted_when_the_level_is_off(monkeypatch) -> None:
         log_store(tally(), CT, "1.2.3.4", 0x0000, "/out/x.dcm", 1, time.monotonic())
     finally:
         logger.setLevel(level)
+    association_log.show_info_lines(association=True, store=False)  # not asked for: no line either
+    log_store(tally(), CT, "1.2.3.4", 0x0000, "/out/x.dcm", 1, time.monotonic())
 
 
 def test_aborts_in_words_and_ipv6_peers_in_brackets() -> None:
