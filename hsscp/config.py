@@ -32,6 +32,7 @@ __all__ = [
     "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
     "LAYOUTS",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "ConfigError",
     "ProcessSettings",
@@ -39,11 +40,13 @@ __all__ = [
     "build_config",
     "dump_toml",
     "load_config_file",
+    "parse_host_port",
     "parse_size",
     "ssl_context",
 ]
 
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
+LOG_FORMATS = ("text", "json")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
 DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
@@ -54,7 +57,7 @@ MIN_PDU = 4096
 MIN_SPOOL_THRESHOLD = 64 * KIB
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
-SIZE_FIELDS = ("max_pdu", "spool_threshold", "journal_max_bytes")
+SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space", "journal_max_bytes")
 
 
 class ConfigError(InvalidInput):
@@ -99,6 +102,12 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
     # What a store of a SOP instance already stored with other bytes does.
     on_duplicate: str = "overwrite"
+    # Operations: "HOST:PORT" serves /metrics, /healthz, /readyz ("" = none); below
+    # min_free_space free bytes C-STOREs are refused (0xA700, 0 = never); proxy_protocol:
+    # every connection starts with a PROXY v1/v2 header (behind HAProxy's send-proxy).
+    metrics: str = ""
+    min_free_space: int = 0
+    proxy_protocol: bool = False
     # A JSON-lines record of every answered C-STORE, as durable as the files ("": no journal);
     # rotated past journal_max_bytes (0: never), keeping journal_keep older files.
     journal: str = ""
@@ -106,6 +115,10 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     journal_keep: int = 5
 
     def __post_init__(self) -> None:
+        if self.metrics:
+            parse_host_port(self.metrics)  # its ValueError names the setting
+        if self.min_free_space < 0:
+            raise ValueError(f"min_free_space must be 0 or more, not {self.min_free_space}")
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -158,8 +171,12 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
     tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
     require_calling_aet: list[str] = []
     require_called_aet: bool = False
+    log_format: str = "text"  # "json": one JSON object a line, for log shippers
 
     def __post_init__(self) -> None:
+        _check_choice(self, "log_format", LOG_FORMATS)
+        if self.proxy_protocol and self.tls_cert is not None:
+            raise ValueError("proxy_protocol cannot be combined with TLS here: terminate TLS at the proxy")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         # Stored normalized (stripped str) so comparisons with titles from the wire are exact.
@@ -241,6 +258,14 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size in bytes (like 4194304, 512K, 4M or 1G)")
     unit = match.group(2).upper() if match.group(2) else None
     return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6, ``:9100`` for every interface) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"metrics must be HOST:PORT (like 127.0.0.1:9100), not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

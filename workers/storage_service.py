@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from hsscp import dimse
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from hsscp.protocol import AcceptorProtocol
 
 log = logging.getLogger("hsscp.server")
+
+LOW_SPACE = StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment="out of resources: free space is low")
 
 
 class StorageService(AcceptorService):
@@ -90,14 +93,21 @@ class StorageService(AcceptorService):
             super().message_received(protocol, message)
             return
         sink = message.dataset
+        started = time.monotonic()  # the last PDV is in: the store time runs from here
+        self.stats.add("received_bytes", sink.length)
         if self.ignore:
-            self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length))
+            self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length), started)
             return
         if sink.error is not None:
             outcome = _failure(sink.error)
-            self._answer(protocol, message.context_id, command, outcome, InstanceFact.of(sink.request, outcome), True)
+            self._answer(protocol, message.context_id, command, outcome, started,
+                         InstanceFact.of(sink.request, outcome), True)
             return
         context_id = message.context_id
+        if self.stats.refuse_stores:  # below --min-free-space: refused before a byte is written
+            sink.discard()
+            self._answer(protocol, context_id, command, LOW_SPACE, started)
+            return
         if sink.spool_path is None and sink.length <= self.inline_limit:
             # Small and not fsynced: writing it here costs less than the hop to a writer.
             try:
@@ -107,16 +117,17 @@ class StorageService(AcceptorService):
                 outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
                 fact = InstanceFact.of(sink.request, outcome)
             sink.discard()
-            self._answer(protocol, context_id, command, outcome, fact, True)
+            self._answer(protocol, context_id, command, outcome, started, fact, True)
             return
 
         def stored(outcome: StoreOutcome, fact: InstanceFact | None) -> None:
             sink.discard()
             # A writer journals what it stores and sends its fact; what no writer stored, the worker journals.
             if fact is None:
-                self._answer(protocol, context_id, command, outcome, InstanceFact.of(sink.request, outcome), True)
+                self._answer(protocol, context_id, command, outcome, started, InstanceFact.of(sink.request, outcome),
+                             True)
             else:
-                self._answer(protocol, context_id, command, outcome, fact)
+                self._answer(protocol, context_id, command, outcome, started, fact)
 
         self.writers.submit(sink, stored)
 
@@ -125,12 +136,15 @@ class StorageService(AcceptorService):
             message.dataset.discard()  # its slot reference and spool file, else held for ever
 
     def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome,
-                fact: InstanceFact | None = None, journal: bool = False) -> None:
+                started: float, fact: InstanceFact | None = None, journal: bool = False) -> None:
         """Send the C-STORE-RSP; first journal ``fact`` if asked (no writer did)."""
-        self.stats.count(outcome.status, outcome.bytes_written)
+        self.stats.count(outcome.status, outcome.bytes_written, started=started,
+                         calling_ae=protocol.assoc.requestor.ae_title)
         if journal and self.journal is not None:
             # Only failures and fsync-less inline stores get here: nothing to sync before answering.
             self.journal.append([store_record(fact)])
+        self.store_answered(protocol, command, outcome.status, outcome.path, outcome.bytes_written, started,
+                            outcome.error_comment)
         protocol.reply(
             context_id,
             dimse.CStoreRSP(
