@@ -361,8 +361,9 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._timer_kind = ""
 
     def _timer_fired(self) -> None:
-        # Data came, or we are the ones not reading (the window is full): wait a full period more.
-        if self._timer_kind == "network" and (self._active or self._pending):
+        # Data came, or the peer waits for us (answers owed, or we stopped reading because
+        # its window is full): its silence is not idleness, so wait a full period more.
+        if self._timer_kind == "network" and (self._active or self._pending or self._in_flight):
             self._active = False
             self._deadline = self._loop.time() + self.service.network_timeout
         now = self._loop.time()
