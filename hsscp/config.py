@@ -27,9 +27,16 @@ import msgspec
 
 from hsscp.aet import normalize_ae_title
 from hsscp.errors import InvalidInput
+from hsscp.hooks import (
+    COMPLETION_PLACEHOLDERS,
+    RECEPTION_PLACEHOLDERS,
+    CommandTemplate,
+    HookConfigError,
+)
 
 __all__ = [
     "FSYNC_POLICIES",
+    "HOOK_COMMANDS",
     "LAYOUTS",
     "LOG_LEVELS",
     "ConfigError",
@@ -50,6 +57,13 @@ KIB = 1024
 MIB = 1024 * KIB
 MIN_PDU = 4096
 MIN_SPOOL_THRESHOLD = 64 * KIB
+
+# Hook command settings and the placeholders each may use.
+HOOK_COMMANDS = {
+    "exec_on_reception": RECEPTION_PLACEHOLDERS,
+    "exec_on_eostudy": COMPLETION_PLACEHOLDERS,
+    "exec_on_eoseries": COMPLETION_PLACEHOLDERS,
+}
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
 SIZE_FIELDS = ("max_pdu", "spool_threshold")
@@ -86,8 +100,18 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
+    # run by the pipeline process; a study or series completes after this many quiet seconds.
+    exec_on_reception: str | None = None
+    exec_on_eostudy: str | None = None
+    eostudy_timeout: float = 60.0
+    exec_on_eoseries: str | None = None
+    eoseries_timeout: float = 60.0
+    hook_timeout: float = 300.0  # a run still going after this is killed with its process group
+    hook_concurrency: int = 4
 
     def __post_init__(self) -> None:
+        _check_hooks(self)
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -108,6 +132,24 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                 f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "
                 f"not {self.spool_threshold}"
             )
+
+
+def _check_hooks(settings: ProcessSettings) -> None:
+    """Hook commands are parsed here, at start-up, so a bad one is a configuration error."""
+    for name, allowed in HOOK_COMMANDS.items():
+        command = getattr(settings, name)
+        if command is not None:
+            try:
+                CommandTemplate.parse(command, allowed)
+            except HookConfigError as exc:
+                raise ValueError(f"{name} cannot run: {exc}") from None
+    for name in ("eostudy_timeout", "eoseries_timeout"):
+        if not getattr(settings, name) >= 0:
+            raise ValueError(f"{name} must be 0 seconds or more, not {getattr(settings, name)}")
+    if not settings.hook_timeout > 0:
+        raise ValueError(f"hook_timeout must be more than 0 seconds, not {settings.hook_timeout}")
+    if settings.hook_concurrency < 1:
+        raise ValueError(f"hook_concurrency must be at least 1, not {settings.hook_concurrency}")
 
 
 def _check_choice(settings: Any, name: str, allowed: tuple[str, ...]) -> None:

@@ -107,6 +107,16 @@ _EVENTS: dict[EventType, EventType] = {
     )
 }
 
+# -- hsscp's own notification events: after the built-in storage put a file in place.
+# Emitted by the multiprocess server (workers=N), whose pipeline process runs their
+# handlers; attributes: see workers.pipeline. In-process servers have no built-in storage.
+EVT_INSTANCE_STORED = NotificationEvent("EVT_INSTANCE_STORED", "Instance stored by the built-in storage")
+EVT_SERIES_COMPLETE = NotificationEvent("EVT_SERIES_COMPLETE", "No new instance of a series for its timeout")
+EVT_STUDY_COMPLETE = NotificationEvent("EVT_STUDY_COMPLETE", "No new instance of a study for its timeout")
+PIPELINE_EVENTS = (EVT_INSTANCE_STORED, EVT_SERIES_COMPLETE, EVT_STUDY_COMPLETE)
+_EVENTS.update({event: event for event in PIPELINE_EVENTS})
+__all__ += ["EVT_INSTANCE_STORED", "EVT_SERIES_COMPLETE", "EVT_STUDY_COMPLETE", "PIPELINE_EVENTS"]
+
 # What pynetdicom answers when no handler is bound, or the handler raises:
 # its default C-ECHO handler returns Success, its C-STORE one raises (0xC211).
 _FALLBACK_STATUS = {EVT_C_ECHO: 0x0000, EVT_C_STORE: 0xC211}

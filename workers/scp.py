@@ -32,6 +32,9 @@ from workers import stats as stats_table
 from workers.arena import remove_arenas_of
 from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
+from workers.pipeline import PipelinePlan
+from workers.pipeline_main import STOP_WAIT, PipelineContext, run_pipeline
+from workers.pipeline_state import STATE_FILE_NAME
 from workers.supervisor import Role, Supervisor
 from workers.worker_main import WorkerContext, run_worker
 from workers.writer_main import run_writer
@@ -74,7 +77,13 @@ class StorageSCP:
         writers = 0 if _handles_store(evt_handlers) or settings.ignore else settings.writers
         self.writer_role = Role("writer", writers, stop_timeout=STOP_MARGIN)
         self.worker_role = Role("worker", settings.workers, stop_timeout=settings.graceful_timeout + STOP_MARGIN)
-        self.roles = (self.writer_role, self.worker_role)
+        # After the file lands (hooks, completion, events): one process, started first, stopped last.
+        self.pipeline = None if writers == 0 else PipelinePlan.from_settings(
+            settings, evt_handlers, os.path.join(os.path.abspath(settings.output_directory), STATE_FILE_NAME)
+        )
+        self.pipeline_role = Role("pipeline", 1 if self.pipeline else 0, stop_timeout=STOP_WAIT + STOP_MARGIN)
+        self.roles = (self.pipeline_role, self.writer_role, self.worker_role)
+        self.pipeline_path = ""
         self.rundir = ""
         self.storage: Storage | None = None  # these are set up by run(), before the fork
         self.stats: Any = None
@@ -118,6 +127,8 @@ class StorageSCP:
         )
         self.stats = stats_table.new_table(settings.workers)
         self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writer_role.count)]
+        if self.pipeline is not None:
+            self.pipeline_path = os.path.join(self.rundir, "pipeline.sock")
 
     def _cleanup(self) -> None:
         if self.storage is not None:
@@ -128,6 +139,9 @@ class StorageSCP:
     # -- the program the supervisor runs ----------------------------------------------
 
     def run_child(self, role: Role, index: int, heartbeat: Heartbeat) -> int:
+        if role is self.pipeline_role:
+            self.listener.close()
+            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat))
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)
@@ -152,6 +166,7 @@ class StorageSCP:
                 async_ops=settings.async_ops,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
+                pipeline_path=self.pipeline_path or None,
             )
         )
 

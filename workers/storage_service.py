@@ -19,6 +19,7 @@ from hsscp.indications import MessageReceived
 from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
 from workers.arena import Arena, Landing, StoreSink
+from workers.notify import Notifier, instance_stored
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
 
@@ -33,7 +34,7 @@ class StorageService(AcceptorService):
 
     def __init__(self, *args, arena: Arena, storage: StorageBackend, writers: WriterPool | None,
                  stats: Stats, ignore: bool = False, inline_limit: int = 0, async_ops: int = 1,
-                 **kwargs) -> None:
+                 notifier: Notifier | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.async_ops = async_ops
         self.stats = stats
@@ -42,6 +43,7 @@ class StorageService(AcceptorService):
         self.storage = storage
         self.writers = writers
         self.ignore = ignore
+        self.notifier = notifier  # tells the pipeline process (hooks, completion) what was stored
 
     def policy(self) -> AcceptorPolicy:
         # Stores of one association can be in the writers at once: grant that window.
@@ -117,6 +119,8 @@ class StorageService(AcceptorService):
                 error_comment=outcome.error_comment or None,
             ),
         )
+        if self.notifier is not None and outcome.path:  # after the response: it never waits for this
+            self.notifier.send(instance_stored(protocol, command, outcome))
 
 
 class DiscardSink:

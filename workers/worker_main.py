@@ -29,6 +29,7 @@ from workers.arena import Arena
 from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
+from workers.notify import Notifier
 from workers.stats import Stats
 from workers.storage_service import StorageService
 from workers.writer_pool import WriterPool
@@ -62,6 +63,7 @@ class WorkerContext:
     async_ops: int = 1  # outstanding requests granted per association
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
+    pipeline_path: str | None = None  # the pipeline process's socket, when it runs (workers.notify)
 
 
 def run_worker(ctx: WorkerContext) -> int:
@@ -99,6 +101,8 @@ async def _serve(ctx: WorkerContext) -> int:
     await stop.requested.wait()
     server.close()  # stop accepting; the other workers' copies of the socket are theirs
     await _drain(service, writers, stop)
+    if getattr(service, "notifier", None) is not None:
+        await service.notifier.close(ANSWER_WAIT)
     beat.stop()
     if writers is not None:
         writers.close()
@@ -133,8 +137,10 @@ async def _build_service(ctx: WorkerContext):
     if not ctx.ignore:
         writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
         await writers.connect()
+    notifier = Notifier(ctx.pipeline_path) if ctx.pipeline_path else None
     service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
-                             ignore=ctx.ignore, inline_limit=ctx.inline_limit, async_ops=ctx.async_ops)
+                             ignore=ctx.ignore, inline_limit=ctx.inline_limit, async_ops=ctx.async_ops,
+                             notifier=notifier)
     return service, arena, writers
 
 
