@@ -53,6 +53,7 @@ from hsscp.hooks import COMPLETION_PLACEHOLDERS, RECEPTION_PLACEHOLDERS, Command
 from hsscp.part10 import Part10Error, parse_file_meta
 from hsscp.storage.local import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 from workers.notify import InstanceStored
+from workers.pipeline_state import layout_folders
 
 __all__ = ["MAX_WAITING_EVENTS", "Pipeline", "PipelinePlan"]
 
@@ -149,7 +150,7 @@ class Pipeline:
         if self.handlers is not None:
             self.handlers.notify(events.EVT_INSTANCE_STORED, _stored_attrs(message, study, series))
         if self.tracker is not None and study and series and self.state.is_new(message.sop_instance_uid):
-            series_folder, study_folder = _folders(folder, study, series)
+            series_folder, study_folder = layout_folders(folder, study, series)
             self.tracker.note(study, series, study_folder, series_folder, message.time,
                               peer_port=str(message.peer_port), **facts)
             self.state.changed(self.tracker)
@@ -196,14 +197,6 @@ class Pipeline:
             event = events.EVT_STUDY_COMPLETE if study else events.EVT_SERIES_COMPLETE
             self.handlers.notify(event, _completion_attrs(completion))
         self.state.completed(completion)
-
-
-def _folders(folder: str, study: str, series: str) -> tuple[str, str]:
-    """(series folder, study folder): the layout's folders, else the file's folder for both."""
-    parent, name = os.path.split(folder)
-    if name == series and os.path.basename(parent) == study:
-        return folder, parent
-    return folder, folder
 
 
 def _uids_of_file(path: str) -> tuple[str, str]:

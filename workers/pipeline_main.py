@@ -25,7 +25,7 @@ from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
 from workers.notify import FrameReader
 from workers.pipeline import Pipeline, PipelinePlan
-from workers.pipeline_state import SnapshotState
+from workers.pipeline_state import JournalState, SnapshotState
 
 __all__ = ["STOP_WAIT", "PipelineContext", "run_pipeline"]
 
@@ -121,8 +121,12 @@ async def _serve(ctx: PipelineContext) -> int:
     return 0
 
 
-def _state_for(plan: PipelinePlan) -> SnapshotState:
-    return SnapshotState(plan.state_file)
+def _state_for(plan: PipelinePlan) -> SnapshotState | JournalState:
+    if plan.journal is None:
+        return SnapshotState(plan.state_file)
+    from hsscp.journal import Journal, read_journal
+
+    return JournalState(Journal(plan.journal), lambda: read_journal(plan.journal))
 
 
 async def _beat(heartbeat: Heartbeat) -> None:
