@@ -4,7 +4,8 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 11112
 OUT    ?= received
-BIND   ?=
+# `make run` listens on loopback only; BIND=0.0.0.0 (or BIND= , empty) listens on every interface.
+BIND   ?= 127.0.0.1
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
 PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy
@@ -42,7 +43,14 @@ lint: venv
 bench: venv
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
 
-run: venv
+# The server needs only the runtime dependencies, not the test extra: its own marker.
+$(VENV)/.installed-run: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+run: $(VENV)/.installed-run
 	$(PY) -m hsscp storescp $(if $(BIND),--bind $(BIND)) -od $(OUT) $(PORT)
 
 # Coverage-guided fuzzing (atheris) of the PDU reader+engine, the DIMSE decoder and the

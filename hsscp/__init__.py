@@ -17,29 +17,41 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (a module itself where the name is one)
 _LAZY = {
+    "ALL_TRANSFER_SYNTAXES": "hsscp.uid",
     "AE": "hsscp.ae",
     "ApplicationEntity": "hsscp.ae",
     "AllStoragePresentationContexts": "hsscp.presentation",
+    "DEFAULT_TRANSFER_SYNTAXES": "hsscp.uid",
     "PresentationContext": "hsscp.presentation",
     "StoragePresentationContexts": "hsscp.presentation",
     "VerificationPresentationContexts": "hsscp.presentation",
     "build_context": "hsscp.presentation",
+    "build_role": "hsscp.presentation",
     "evt": None,
+    "register_uid": "hsscp.sop_class",
+    "service_class": None,
     "sop_class": None,
+    "status": None,
 }
 
 __all__ = [
     "AE",
+    "ALL_TRANSFER_SYNTAXES",
     "AllStoragePresentationContexts",
     "ApplicationEntity",
+    "DEFAULT_TRANSFER_SYNTAXES",
     "PresentationContext",
     "StoragePresentationContexts",
     "VerificationPresentationContexts",
     "__version__",
     "build_context",
+    "build_role",
     "debug_logger",
     "evt",
+    "register_uid",
+    "service_class",
     "sop_class",
+    "status",
 ]
 
 # A library stays silent unless the application configures logging.

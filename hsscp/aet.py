@@ -27,8 +27,12 @@ def normalize_ae_title(value: str | bytes) -> str:
         raise ValueError("AE title must not be empty or only spaces")
     if len(stripped) > AE_TITLE_LENGTH:
         raise ValueError(f"AE title {stripped!r} is longer than {AE_TITLE_LENGTH} characters")
-    if "\\" in stripped or any(ord(ch) < 0x20 or ord(ch) > 0x7E for ch in stripped):
-        raise ValueError(f"AE title {stripped!r} contains a backslash or control characters")
+    if not stripped.isascii():
+        raise ValueError(f"AE title {stripped!r} is not ASCII (the DICOM default character repertoire)")
+    if "\\" in stripped:
+        raise ValueError(f"AE title {stripped!r} contains a backslash")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in stripped):
+        raise ValueError(f"AE title {stripped!r} contains control characters")
     return stripped
 
 

@@ -2,8 +2,9 @@
 
 ``storescp`` maps its flags onto :class:`hsscp.config.ServerConfig`, taking the
 spellings DCMTK and pynetdicom users know (``-aet``, ``-od``, ``-pdu``, ``-ta``,
-``-td``, ``-tn``/``-to``, ``-q``/``-v``/``-d``, ``--ignore``). The SCU and
-benchmark subcommands come from :mod:`hsscp.loadgen.cli` when it is installed.
+``-td``, ``-tn``/``-to``/``-ts``, ``-q``/``-v``/``-d``/``-ll``, ``--ignore``, and
+DCMTK's ``+`` flags: :mod:`hsscp.cli_dcmtk`). The SCU and benchmark subcommands
+come from :mod:`hsscp.loadgen.cli` when it is installed.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ import argparse
 import importlib
 import importlib.util
 import logging
+import os
 import ssl
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from hsscp import __version__
+from hsscp.cli_dcmtk import add_storescp_flags, unsupported_settings
+from hsscp.cli_parser import PREFIX_CHARS, CommandParser, deferred
 from hsscp.config import (
     FSYNC_POLICIES,
     LAYOUTS,
@@ -38,6 +42,9 @@ LOADGEN_CLI = "hsscp.loadgen.cli"
 # Options of the storescp parser that are not ServerConfig fields.
 _NOT_SETTINGS = {"command", "func", "config", "print_config"}
 
+# DCMTK's -ll levels, in hsscp's terms (its "info" is hsscp's default, as ours).
+_DCMTK_LOG_LEVELS = {"fatal": "quiet", "error": "quiet", "warn": "quiet", "trace": "debug"}
+
 _LOGGING_LEVELS = {
     "quiet": logging.WARNING,
     "info": logging.INFO,
@@ -54,6 +61,21 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _log_level(text: str) -> str:
+    level = _DCMTK_LOG_LEVELS.get(text, text)
+    if level not in LOG_LEVELS:
+        names = ", ".join([*LOG_LEVELS, *_DCMTK_LOG_LEVELS])
+        raise argparse.ArgumentTypeError(f"{text!r} is not a log level (one of {names})")
+    return level
+
+
+def _port(text: str) -> int:
+    return int(text)
+
+
+_port.__name__ = "int"  # so a bad PORT reads "invalid int value", as argparse says it
+
+
 def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
     # Every option defaults to SUPPRESS: a flag not given leaves no attribute, so it
     # cannot override the configuration file with a default.
@@ -63,10 +85,11 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
         description="Receive DICOM instances (C-STORE) and C-ECHO; write them as Part 10 files.",
         argument_default=argparse.SUPPRESS,
         allow_abbrev=False,
+        prefix_chars=PREFIX_CHARS,
     )
     p.set_defaults(func=_run_storescp)
     # None, not SUPPRESS: argparse (3.11) would run int() on the SUPPRESS marker when PORT is absent.
-    p.add_argument("port", type=int, nargs="?", default=None, metavar="PORT",
+    p.add_argument("port", type=deferred(_port, "PORT"), nargs="?", default=None, metavar="PORT",
                    help="TCP port to listen on (default 11112)")
 
     g = p.add_argument_group("configuration file")
@@ -81,7 +104,8 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="also a line per association")
     g.add_argument("-d", "--debug", dest="log_level", action="store_const", const="debug",
                    help="debug output")
-    g.add_argument("--log-level", choices=LOG_LEVELS, help="one of the above by name (default info)")
+    g.add_argument("-ll", "--log-level", dest="log_level", type=_log_level, metavar="LEVEL",
+                   help="one of the above by name (default info), or DCMTK's fatal, error, warn, trace")
 
     g = p.add_argument_group("network")
     g.add_argument("-aet", "--aetitle", "--ae-title", dest="ae_title", metavar="AET",
@@ -94,8 +118,8 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="timeout for association messages (default 30)")
     g.add_argument("-td", "--dimse-timeout", dest="dimse_timeout", type=float, metavar="SECONDS",
                    help="timeout for DIMSE messages (default 30)")
-    g.add_argument("-tn", "--network-timeout", "-to", dest="network_timeout", type=float,
-                   metavar="SECONDS", help="idle timeout of a connection (default 60)")
+    g.add_argument("-tn", "--network-timeout", "-to", "-ts", "--socket-timeout", dest="network_timeout",
+                   type=float, metavar="SECONDS", help="idle timeout of a connection (default 60)")
     g.add_argument("--max-associations", dest="max_associations", type=int, metavar="N",
                    help="associations at once, over all workers (default 64)")
     g.add_argument("--require-calling-aet", dest="require_calling_aet", action="append",
@@ -153,6 +177,7 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="kill a hook still running after this long (default 300)")
     g.add_argument("--hook-concurrency", dest="hook_concurrency", type=int, metavar="N",
                    help="hooks running at once; more wait in a queue (default 4)")
+    add_storescp_flags(p)
     return p
 
 
@@ -160,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``hsscp`` parser with its subcommands (the load generator's when installed)."""
     parser = argparse.ArgumentParser(prog=PROG, description="High-throughput DICOM storage SCP and SCU.")
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=CommandParser
+    )
     _add_storescp(subparsers)
     if _loadgen_available():
         importlib.import_module(LOADGEN_CLI).register(subparsers)
@@ -176,19 +203,45 @@ def _loadgen_available() -> bool:
         return False
 
 
-def _config_from_args(args: argparse.Namespace) -> ServerConfig:
+def _merged_config(args: argparse.Namespace) -> ServerConfig:
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_SETTINGS and v is not None}
     path = getattr(args, "config", None)
     file_values = load_config_file(path) if path is not None else {}
     return build_config(file_values, settings, source=path)
 
 
-def parse_storescp(argv: Sequence[str]) -> ServerConfig:
-    """The configuration ``hsscp storescp ARGV`` would run with (file and flags merged).
+def _config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The configuration to start with; refuses settings the server cannot honour yet.
 
-    Raises ConfigError for bad settings; argparse exits on malformed flags.
+    Unless only printing it, says on stderr who and where the server will be.
     """
-    return _config_from_args(build_parser().parse_args(["storescp", *argv]))
+    config = _merged_config(args)
+    problems = unsupported_settings(config)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    if not getattr(args, "print_config", False) and config.log_level != "quiet":
+        print(f"{PROG} storescp: {describe(config)}", file=sys.stderr, flush=True)
+    return config
+
+
+def describe(config: ServerConfig) -> str:
+    """The AE title, address, port and output folder of a server, in one line."""
+    address = config.bind or "every interface"
+    if config.ignore:
+        where = "writing nothing (--ignore)"
+    else:
+        where = f"output folder {os.path.abspath(config.output_directory)}"
+    return f"AE title {config.ae_title}, address {address}, port {config.port}, {where}"
+
+
+def parse_storescp(argv: Sequence[str]) -> ServerConfig:
+    """The configuration ``hsscp storescp ARGV`` would hold (file and flags merged).
+
+    Raises ConfigError for bad settings; argparse exits on malformed flags. Settings
+    the server would refuse at start (:func:`hsscp.cli_dcmtk.unsupported_settings`)
+    are returned as they are.
+    """
+    return _merged_config(build_parser().parse_args(["storescp", *argv]))
 
 
 def configure_logging(level: str) -> None:

@@ -100,12 +100,21 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16
+    # The settings of DCMTK storescp flags (hsscp.cli_dcmtk); the server refuses to start with
+    # any but the defaults until it can honour them.
+    # Transfer syntaxes accepted, best first (+xe, +xi...); empty: every one hsscp knows, the
+    # requestor's first proposed one chosen.
+    transfer_syntaxes: list[str] = []
+    promiscuous: bool = False  # accept storage SOP classes hsscp does not know (-pm)
+    unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
+    filename_extension: str = ".dcm"  # of the files written (-fe)
+    sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
     # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
-    # run by the pipeline process; a study or series completes after this many quiet seconds.
-    exec_on_reception: str | None = None
-    exec_on_eostudy: str | None = None
+    # run by the pipeline process ("": none); a study or series completes after this many quiet seconds.
+    exec_on_reception: str = ""
+    exec_on_eostudy: str = ""
     eostudy_timeout: float = 60.0
-    exec_on_eoseries: str | None = None
+    exec_on_eoseries: str = ""
     eoseries_timeout: float = 60.0
     hook_timeout: float = 300.0  # a run still going after this is killed with its process group
     hook_concurrency: int = 4
@@ -138,7 +147,7 @@ def _check_hooks(settings: ProcessSettings) -> None:
     """Hook commands are parsed here, at start-up, so a bad one is a configuration error."""
     for name, allowed in HOOK_COMMANDS.items():
         command = getattr(settings, name)
-        if command is not None:
+        if command:
             try:
                 CommandTemplate.parse(command, allowed)
             except HookConfigError as exc:

@@ -45,6 +45,8 @@ from collections import deque
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from hsscp.errors import InvalidInput
+
 __all__ = [
     "COMPLETION_PLACEHOLDERS",
     "PLACEHOLDERS",
@@ -75,11 +77,11 @@ _PLACEHOLDER = re.compile(r"#([pfacr])")
 _READ_CHUNK = 65536
 
 
-class HookConfigError(ValueError):
+class HookConfigError(InvalidInput):
     """A configured hook command cannot be used (found at start-up)."""
 
 
-class HookValueError(ValueError):
+class HookValueError(InvalidInput):
     """A value cannot fill a placeholder: missing, not str, or holding a NUL byte."""
 
 

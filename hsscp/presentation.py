@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 from pydicom import config
 from pydicom.uid import UID
 
-from hsscp.sop_class import STORAGE_SOP_CLASSES, SOPClass, uid_to_sop_class
+from hsscp import items
+from hsscp.sop_class import COMMON_STORAGE_CLASSES, STORAGE_SOP_CLASSES, uid_to_sop_class
 from hsscp.uid import DEFAULT_TRANSFER_SYNTAXES, VERIFICATION_SOP_CLASS
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "StoragePresentationContexts",
     "VerificationPresentationContexts",
     "build_context",
+    "build_role",
     "negotiate_as_acceptor",
     "negotiate_as_requestor",
 ]
@@ -447,34 +449,15 @@ def negotiate_as_requestor(
     return negotiated
 
 
-# The composite IODs' root (PS3.4 Annex B); excludes the DICOMDIR class and
-# the non-patient objects (hanging protocols, colour palettes, implant templates).
-_COMPOSITE_ROOT = "1.2.840.10008.5.1.4.1.1."
-_STORAGE_CONTEXT_LIMIT = 120
+def build_role(uid: str | bytes, scu_role: bool = False, scp_role: bool = False) -> items.RoleSelection:
+    """An SCP/SCU Role Selection item for ``ext_neg``, as pynetdicom's ``build_role``.
 
-
-def _common_storage_classes() -> list[SOPClass]:
-    """The 120 storage classes for StoragePresentationContexts.
-
-    pynetdicom hand-picks 120 so that a request with them plus Verification
-    stays within the 128 contexts an association allows. pydicom's dictionary
-    says nothing about how common a class is, so the pick is a fixed rule:
-    current (non-retired) PS3.4 composite classes, excluding the non-medical
-    DICOS/DICONDE ones, with the shallowest UIDs first. The base objects of each
-    modality (CR, CT, MR, US, SC, NM, PET, RT, SR, PDF, XA, ...) sit one or two
-    levels below the root and come first; later variants nest deeper.
+    `scu_role`/`scp_role` say whether the requestor proposes to be SCU/SCP
+    for the SOP class `uid`.
     """
-    candidates = [
-        sop_class
-        for sop_class in STORAGE_SOP_CLASSES
-        if sop_class.startswith(_COMPOSITE_ROOT)
-        and not sop_class.is_retired
-        and not sop_class.info
-    ]
-    # STORAGE_SOP_CLASSES is in UID order and sorted() is stable, so this is
-    # by depth, then by UID.
-    chosen = set(sorted(candidates, key=lambda uid: uid.count("."))[:_STORAGE_CONTEXT_LIMIT])
-    return [sop_class for sop_class in candidates if sop_class in chosen]
+    if not isinstance(scu_role, bool) or not isinstance(scp_role, bool):
+        raise TypeError("'scu_role' and 'scp_role' must be bool")
+    return items.RoleSelection(_to_uid(uid, "uid"), scu_role, scp_role)
 
 
 VerificationPresentationContexts: list[PresentationContext] = [
@@ -483,9 +466,9 @@ VerificationPresentationContexts: list[PresentationContext] = [
 """Verification with the default transfer syntaxes."""
 
 StoragePresentationContexts: list[PresentationContext] = [
-    build_context(uid) for uid in _common_storage_classes()
+    build_context(uid_to_sop_class(uid)) for uid in COMMON_STORAGE_CLASSES
 ]
-"""120 storage classes (see _common_storage_classes) with the default transfer syntaxes, by UID."""
+"""pynetdicom's 120 storage classes, in its order, with the default transfer syntaxes."""
 
 AllStoragePresentationContexts: list[PresentationContext] = [
     build_context(uid) for uid in STORAGE_SOP_CLASSES

@@ -10,6 +10,7 @@ so ``server_address`` is known at once (port 0 picks a free port).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import threading
@@ -79,8 +80,16 @@ class AssociationServer:
     def serve_forever(self) -> None:
         """Run the event loop in this thread until ``shutdown()``."""
         loop = new_event_loop()
+        serving = loop.create_task(self._serve())
         try:
-            loop.run_until_complete(self._serve())
+            loop.run_until_complete(serving)
+        except KeyboardInterrupt:
+            # Ctrl-C stops the loop mid-task: finish _serve (its cleanup aborts the open
+            # associations) rather than leave a suspended coroutine for the garbage collector.
+            serving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                loop.run_until_complete(serving)
+            raise
         finally:
             loop.run_until_complete(loop.shutdown_asyncgens())
             loop.close()

@@ -152,9 +152,11 @@ def bind_listener(address: tuple[str, int]) -> socket.socket:
     try:
         sock.bind(address)
         sock.listen(LISTEN_BACKLOG)
-    except OSError:
+    except OSError as exc:
         sock.close()
-        raise
+        # Name the address: "[Errno 98] Address already in use" alone does not say which.
+        where = f"[{address[0]}]" if ":" in address[0] else address[0] or "*"
+        raise OSError(exc.errno, f"cannot listen on {where}:{address[1]}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
 

@@ -692,6 +692,8 @@ def test_package_exports() -> None:
         "AE", "AllStoragePresentationContexts", "ApplicationEntity", "PresentationContext",
         "StoragePresentationContexts", "VerificationPresentationContexts", "__version__",
         "build_context", "debug_logger", "evt", "sop_class",
+        "ALL_TRANSFER_SYNTAXES", "DEFAULT_TRANSFER_SYNTAXES", "build_role", "register_uid", "service_class",
+        "status",
     }
     assert hsscp.__version__ == "0.1.0"
     assert hsscp.evt.EVT_C_STORE.name == "EVT_C_STORE"

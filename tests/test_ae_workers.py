@@ -88,3 +88,32 @@ def test_make_run_answers_dcmtk_echoscu(tmp_path):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(60)
+
+
+def test_bad_process_settings_are_refused_before_the_port_is_taken():
+    import pytest
+
+    from hsscp.transport import bind_listener
+
+    from .peers import free_port
+
+    port = free_port()
+    with pytest.raises(ValueError, match="layout must be one of"):
+        scp_ae().start_server(("127.0.0.1", port), block=False, workers=1, layout="tree")
+    bind_listener(("127.0.0.1", port)).close()
+
+
+def test_the_association_limit_is_the_aes_across_workers(tmp_path):
+    ae = scp_ae()
+    ae.maximum_associations = 1
+    server = ae.start_server(("127.0.0.1", 0), block=False, workers=2, writers=1,
+                             output_directory=str(tmp_path / "out"))
+    try:
+        scu = AE("SCU")
+        scu.add_requested_context(CT_IMAGE_STORAGE, EXPLICIT_LE)
+        first = scu.associate("127.0.0.1", server.server_address[1], ae_title="HSSCP")
+        second = scu.associate("127.0.0.1", server.server_address[1], ae_title="HSSCP")
+        assert first.is_established and second.is_rejected
+        first.release()
+    finally:
+        ae.shutdown()

@@ -346,3 +346,107 @@ def test_print_config_and_version_as_a_process(tmp_path: Path) -> None:
     assert tomllib.loads(result.stdout)["ae_title"] == "PROC"
     version = run_hsscp("--version", cwd=tmp_path)
     assert (version.returncode, version.stdout) == (0, f"hsscp {hsscp.__version__}\n")
+
+
+# --- DCMTK storescp flags -------------------------------------------------------------
+
+EXPLICIT_LE, EXPLICIT_BE, IMPLICIT = "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", "1.2.840.10008.1.2"
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "value"),
+    [
+        (["+xa", "11112"], "port", 11112),  # was "argument PORT: invalid int value: '+xa'"
+        (["+xa"], "transfer_syntaxes", []),
+        (["--accept-all"], "transfer_syntaxes", []),
+        (["+xe"], "transfer_syntaxes", [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT]),
+        (["+x="], "transfer_syntaxes", [EXPLICIT_LE, EXPLICIT_BE, IMPLICIT]),
+        (["--prefer-big"], "transfer_syntaxes", [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT]),
+        (["+xi"], "transfer_syntaxes", [IMPLICIT]),
+        (["+xd"], "transfer_syntaxes", ["1.2.840.10008.1.2.1.99", EXPLICIT_LE, EXPLICIT_BE, IMPLICIT]),
+        (["+xv"], "transfer_syntaxes", ["1.2.840.10008.1.2.4.90", EXPLICIT_LE, EXPLICIT_BE, IMPLICIT]),
+        (["-pm"], "promiscuous", True),
+        (["--promiscuous"], "promiscuous", True),
+        (["+uf"], "unique_filenames", True),
+        (["-fe", ".dcm"], "filename_extension", ".dcm"),
+        (["--sort-on-study-uid", "st", "104"], "sort_on_study_uid", "st"),
+        (["-su", "st"], "sort_on_study_uid", "st"),
+        (["-ll", "warn"], "log_level", "quiet"),
+        (["-ll", "trace"], "log_level", "debug"),
+        (["--log-level", "debug"], "log_level", "debug"),
+        (["-ts", "9"], "network_timeout", 9.0),
+        (["--socket-timeout", "9"], "network_timeout", 9.0),
+    ],
+)
+def test_dcmtk_flag_sets_field(argv: list[str], field: str, value: object) -> None:
+    assert getattr(cli.parse_storescp(argv), field) == value
+
+
+@pytest.mark.parametrize("flag", ["+B", "--bit-preserving", "-B", "-dhl", "--disable-host-lookup", "-uf",
+                                  "+F", "+t="])
+def test_flags_for_what_hsscp_always_does_change_nothing(flag: str) -> None:
+    assert cli.parse_storescp([flag, "104"]) == ServerConfig(port=104)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--fork", "104"], "argument --fork: every association already runs in a worker process: see --workers"),
+        (["+te", "104"], "argument +te/--write-xfer-little: hsscp writes every data set exactly as received"),
+        (["-xf", "storescp.cfg", "Default", "104"], "argument -xf/--config-file: hsscp reads its settings from a TOML"),
+        (["-ss", "st", "104"], "argument -ss/--sort-conc-studies:"),
+        (["--frob", "st", "11112"], "unrecognized arguments: --frob 11112 (unknown flag --frob"),
+        (["+zz", "11112"], "unrecognized arguments: +zz (unknown flag +zz"),
+        (["-ll", "loud", "104"], "argument -ll/--log-level: 'loud' is not a log level"),
+    ],
+)
+def test_dcmtk_flags_hsscp_cannot_honour_are_usage_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.parse_storescp(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "invalid int value" not in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting"),
+    [(["+xe"], "transfer_syntaxes"), (["+xi"], "transfer_syntaxes"), (["-pm"], "promiscuous"),
+     (["+uf"], "unique_filenames"), (["-fe", ".txt"], "filename_extension"),
+     (["-su", "st"], "sort_on_study_uid")],
+)
+def test_settings_the_server_cannot_honour_yet_refuse_to_start(
+    fake_supervisor, capsys: pytest.CaptureFixture[str], flags: list[str], setting: str
+) -> None:
+    assert cli.main(["storescp", *flags, "104"]) == 2
+    assert fake_supervisor.calls == []  # refused before anything starts
+    err = capsys.readouterr().err
+    assert err.startswith(f"hsscp storescp: error: setting '{setting}'") and "not supported yet" in err
+
+
+def test_the_same_settings_in_a_config_file_refuse_to_start(fake_supervisor, tmp_path: Path) -> None:
+    path = tmp_path / "hsscp.toml"
+    path.write_text('transfer_syntaxes = ["1.2.840.10008.1.2"]\n')
+    assert cli.main(["storescp", "--config", str(path)]) == 2
+    assert cli.main(["storescp", "--config", str(path), "+xa"]) == 0  # the flag overrides the file
+
+
+def test_the_start_names_ae_title_address_port_and_folder(fake_supervisor, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["storescp", "-aet", "NAMED", "--bind", "127.0.0.1", "-od", str(tmp_path), "104"]) == 0
+    assert capsys.readouterr().err.splitlines()[0] == (
+        f"hsscp storescp: AE title NAMED, address 127.0.0.1, port 104, output folder {tmp_path}"
+    )
+    assert cli.main(["storescp", "-q", "104"]) == 0
+    assert "AE title" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("title", "reason"),
+    [("ÄRZTE", "is not ASCII"), ("A\\B", "contains a backslash"), ("A\tB", "contains control characters"),
+     ("X" * 17, "longer than 16 characters")],
+)
+def test_ae_title_errors_give_the_right_reason(title: str, reason: str) -> None:
+    with pytest.raises(ConfigError, match=reason):
+        cli.parse_storescp(["-aet", title])

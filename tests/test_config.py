@@ -13,6 +13,7 @@ import pytest
 
 from hsscp.config import (
     ConfigError,
+    ProcessSettings,
     ServerConfig,
     build_config,
     dump_toml,
@@ -327,3 +328,38 @@ def test_bad_certificate_paths(pki, tmp_path: Path) -> None:
     mismatched = ServerConfig(tls_cert=str(pki.server_cert), tls_key=str(pki.client_key))
     with pytest.raises(ssl.SSLError):
         ssl_context(mismatched)
+
+
+# --- the split: an AE for the protocol, ProcessSettings for the processes ---------
+
+
+def test_process_settings_are_the_process_fields_only() -> None:
+    config = ServerConfig(port=104, ae_title="PACS", workers=3, writers=1, layout="flat", async_ops=4)
+    settings = config.process_settings()
+    assert settings == ProcessSettings(workers=3, writers=1, layout="flat", async_ops=4)
+    assert not {"port", "ae_title", "acse_timeout", "max_associations"} & set(ProcessSettings.__struct_fields__)
+
+
+def test_process_settings_are_checked_on_their_own() -> None:
+    with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
+        ProcessSettings(workers=0)
+    with pytest.raises(ValueError, match="fsync must be one of"):
+        ProcessSettings(fsync="always")
+    with pytest.raises(TypeError):
+        ProcessSettings(acse_timeout=5)  # type: ignore[call-arg]  # the AE's, not a process setting
+
+
+def test_the_ae_carries_the_protocol_settings() -> None:
+    config = ServerConfig(
+        ae_title="PACS", acse_timeout=5, dimse_timeout=7, network_timeout=math.inf, max_pdu=0,
+        max_associations=9, require_called_aet=True, require_calling_aet=["CT1", "MR2"],
+    )
+    ae = config.application_entity()
+    assert ae.ae_title == "PACS"
+    assert (ae.acse_timeout, ae.dimse_timeout) == (5, 7)
+    assert ae.network_timeout is None  # infinite: no timeout, as pynetdicom means None
+    assert ae.maximum_pdu_size == 0 and ae.maximum_associations == 9
+    assert ae.require_called_aet is True and ae.require_calling_aet == ["CT1", "MR2"]
+    contexts = {str(cx.abstract_syntax): cx for cx in ae.supported_contexts}
+    assert "1.2.840.10008.1.1" in contexts and "1.2.840.10008.5.1.4.1.1.2" in contexts  # Verification, CT
+    assert "1.2.840.10008.1.2.4.50" in contexts["1.2.840.10008.5.1.4.1.1.2"].transfer_syntax  # JPEG baseline

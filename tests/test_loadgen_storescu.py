@@ -42,6 +42,7 @@ class Script:
     hold: int = 1  # answer once this many requests wait (or after HOLD_SECONDS)
     status: int = 0x0000
     reject: tuple[int, int, int] | None = None
+    reject_first: int = 0  # reject this many associations (with reject, or called AE title), then accept
     refuse: tuple[str, ...] = ()  # SOP classes it does not accept
     abort_after: int | None = None  # A-ABORT when this request of an association arrives
     silent: bool = False  # never answer C-STOREs
@@ -89,8 +90,8 @@ class _Acceptor(asyncio.Protocol):
 
     def _answer(self, request) -> None:
         self.record.associations += 1
-        if self.script.reject:
-            self._send(self.engine.reject(*self.script.reject))
+        if self.script.reject or self.record.associations <= self.script.reject_first:
+            self._send(self.engine.reject(*(self.script.reject or (1, 1, 7))))
             return
         supported = [
             build_context(pc.abstract_syntax, ALL_TRANSFER_SYNTAXES)
@@ -188,10 +189,11 @@ def test_a_folder_is_sent_recursively_with_repeats_over_shared_associations(tmp_
     (folder / "a" / "b").mkdir(parents=True)
     for i, path in enumerate(tiny_files[:4]):
         (folder / ("a" if i % 2 else "a/b") / f"{i}.dcm").write_bytes(Path(path).read_bytes())
-    (folder / "README").write_text("not DICOM")  # skipped with a warning, not a failure
+    (folder / "README").write_text("not DICOM")  # skipped, named, and the exit status says so
     with scripted_scp() as (port, record):
         code, report = run_json(port, tmp_path, str(folder), "-c", "3", "--repeat", "5")
-    assert code == 0
+    assert code == cli.EXIT_SKIPPED
+    assert list(report["skipped_files"]) == [str(folder / "README")]
     assert report["succeeded"] == 20 and report["associations"] == 3
     assert len(record.stores) == 20
 
@@ -355,3 +357,127 @@ def test_plot_is_drawn_when_matplotlib_is_there(tmp_path, tiny_files):
     with scripted_scp() as (port, _):
         assert storescu(port, *tiny_files, "-q", "--plot", str(tmp_path / "run.png")) == 0
     assert (tmp_path / "run.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# -- the truth about a run: exit status, which file failed, what the run was -----------
+
+
+def test_a_refused_association_fails_a_timed_run_that_stored_everything_else(tmp_path, tiny_files):
+    with scripted_scp(Script(reject_first=1)) as (port, record):
+        code, report = run_json(port, tmp_path, *tiny_files[:3], "-c", "2", "--duration", "0.3")
+    assert report["association_events"]["association rejected"] == 1
+    assert report["failed"] == 0 and report["not_sent"] == 0 and report["succeeded"] > 0
+    assert code == cli.EXIT_FAILED  # one of the two associations asked for never did anything
+
+
+def test_each_failure_names_its_file(tmp_path, tiny_files, capsys):
+    paths = [*tiny_files[:2], sample_path("MR_small.dcm")]
+    out = tmp_path / "report.json"
+    with scripted_scp(Script(refuse=(CT,))) as (port, _):
+        code = storescu(port, *paths, "--repeat", "2", "--json", str(out))
+    report = json.loads(out.read_text())
+    assert code == cli.EXIT_FAILED
+    assert report["failed_files"] == {
+        path: {"no accepted presentation context": 2} for path in tiny_files[:2]
+    }
+    err = capsys.readouterr().err
+    # Logged once per file, however often it is repeated.
+    assert err.count(f"{tiny_files[0]}: no accepted presentation context") == 1
+    with scripted_scp(Script(status=0xA700)) as (port, _):
+        code, report = run_json(port, tmp_path, tiny_files[0])
+    assert report["failed_files"] == {tiny_files[0]: {"status 0xA700": 1}}
+
+
+def test_an_abort_names_the_files_that_were_outstanding(tmp_path, tiny_files):
+    with scripted_scp(Script(abort_after=2)) as (port, record):
+        code, report = run_json(port, tmp_path, *tiny_files[:4])
+    assert code == cli.EXIT_FAILED
+    aborted = {path for path, reasons in report["failed_files"].items() if "aborted" in reasons}
+    assert len(aborted) == report["failures"]["aborted"] and aborted <= set(tiny_files[:4])
+
+
+def test_the_printed_report_lists_failed_and_skipped_files(tmp_path, tiny_files, capsys):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not DICOM")
+    with scripted_scp(Script(status=0xC000)) as (port, _):
+        code = storescu(port, tiny_files[0], str(junk))
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILED
+    assert f"{tiny_files[0]}: status 0xC000" in out
+    assert f"{junk}: " in out and "skipped files (1)" in out
+
+
+def test_json_holds_the_runs_parameters(tmp_path, tiny_files):
+    from datetime import datetime
+
+    from hsscp import __version__
+
+    with scripted_scp(Script(window=4)) as (port, _):
+        code, report = run_json(port, tmp_path, *tiny_files[:2], "-c", "2", "--async-ops", "4",
+                                "--rate", "500", "--repeat", "3", "-aec", "PACS")
+    assert code == 0
+    params = report["parameters"]
+    assert params["target"] == f"127.0.0.1:{port}" and params["called_ae_title"] == "PACS"
+    assert (params["associations"], params["async_ops"], params["rate"], params["repeat"]) == (2, 4, 500.0, 3)
+    assert params["duration"] is None and params["files"] == tiny_files[:2] and params["instances"] == 2
+    assert params["hsscp_version"] == __version__
+    assert datetime.fromisoformat(params["started"]).tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("flag", "title", "reason"),
+    [("-aec", "THIS_AE_TITLE_IS_TOO_LONG", "longer than 16 characters"),
+     ("-aet", "ÄRZTE", "is not ASCII"),
+     ("-aet", "A\\B", "contains a backslash")],
+)
+def test_a_bad_ae_title_is_one_line_with_its_reason(tiny_files, capsys, flag, title, reason):
+    assert storescu(free_port(), tiny_files[0], flag, title) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and reason in err and flag in err and "Traceback" not in err
+
+
+def test_dcmtk_storescu_flags_are_accepted_where_hsscp_does_the_same(tmp_path, tiny_files):
+    with scripted_scp() as (port, record):
+        code, _ = run_json(port, tmp_path, "+sd", "+r", "-R", "--aetitle", "MINE", "--call", "THEIRS",
+                           "-ll", "warn", *tiny_files[:2])
+    assert code == 0 and len(record.stores) == 2
+
+
+@pytest.mark.parametrize("flag", ["-xe", "-x=", "-xb", "+C", "-r"])
+def test_dcmtk_storescu_flags_hsscp_cannot_honour_are_refused_by_name(tiny_files, capsys, flag):
+    from hsscp import cli as hsscp_cli
+
+    assert hsscp_cli.main(["storescu", "127.0.0.1", str(free_port()), flag, tiny_files[0]]) == cli.EXIT_USAGE
+    assert f"argument {flag}" in capsys.readouterr().err
+
+
+def test_an_unknown_flag_with_a_value_is_named_not_taken_for_the_port(tiny_files, capsys):
+    from hsscp import cli as hsscp_cli
+
+    code = hsscp_cli.main(["storescu", "--frob", "5", "127.0.0.1", "104", tiny_files[0]])
+    assert code == cli.EXIT_USAGE
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "--frob" in error and "PORT" not in error
+
+
+def test_plot_starts_at_zero_with_latency_on_a_log_scale_and_says_what_failed(tmp_path, tiny_files):
+    from hsscp.loadgen import report as report_module
+    from hsscp.loadgen.plot import build_figure
+
+    stats = report_module.Stats(epoch=0.0)
+    for i in range(50):
+        stats.response(0x0000, 100, 0.0005 * (1 + i), 0.01 * i, tiny_files[0])
+    stats.response(0xA700, 100, 2.5, 0.6, tiny_files[1])
+    raw = stats.result()
+    report = report_module.summarize(raw, "C-STORE", 51, 0, 1)
+    fig = build_figure(report, raw)
+    try:
+        throughput, latency = fig.axes
+        assert throughput.get_ylim()[0] == 0 and latency.get_ylim()[0] == 0
+        assert latency.get_xscale() == "log"
+        assert latency.get_xlim()[1] >= 2500  # the slowest answer is on the axis, not cut off
+        assert "failed 1" in fig._suptitle.get_text()
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)

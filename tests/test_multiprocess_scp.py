@@ -297,6 +297,13 @@ def test_a_worker_whose_loop_is_stuck_is_replaced(tmp_path):
         assoc.release()
         assert scp.stop() == 0
     assert "stopped beating" in scp.output
+    # Its Python stacks were written to the log before it was killed.
+    from .test_supervision import stack_dump_between
+
+    stuck = before["hsscp-worker-0"]
+    assert stack_dump_between(
+        scp.output, f"worker 0 (pid {stuck}) stopped beating", f"worker 0 (pid {stuck}) ended", "worker_main.py"
+    ), scp.output
 
 
 def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatch):

@@ -27,6 +27,7 @@ from hsscp.presentation import (
     StoragePresentationContexts,
     VerificationPresentationContexts,
     build_context,
+    build_role,
     negotiate_as_acceptor,
     negotiate_as_requestor,
 )
@@ -151,11 +152,50 @@ def test_prebuilt_lists() -> None:
     assert [cx.abstract_syntax for cx in VerificationPresentationContexts] == [Verification]
     assert len(StoragePresentationContexts) == 120
     storage = [cx.abstract_syntax for cx in StoragePresentationContexts]
-    assert len(set(storage)) == 120 and not any(uid.is_retired for uid in storage)
+    assert len(set(storage)) == 120
     assert {CTImageStorage, MRImageStorage, "1.2.840.10008.5.1.4.1.1.481.2"} <= set(storage)
     assert [cx.abstract_syntax for cx in AllStoragePresentationContexts] == list(
         STORAGE_SOP_CLASSES
     )
+
+
+def test_preset_lists_are_pynetdicoms() -> None:
+    import pynetdicom.presentation as theirs
+
+    # The same 120 classes in the same order, so a pynetdicom user's contexts are the same.
+    assert [str(cx.abstract_syntax) for cx in StoragePresentationContexts] == [
+        str(cx.abstract_syntax) for cx in theirs.StoragePresentationContexts
+    ]
+    ours = {str(cx.abstract_syntax) for cx in AllStoragePresentationContexts}
+    assert {str(cx.abstract_syntax) for cx in theirs.AllStoragePresentationContexts} <= ours
+    # Newer than the installed pydicom's dictionary, but storage classes all the same.
+    newer = {"1.2.840.10008.5.1.4.1.1.66.7", "1.2.840.10008.5.1.4.1.1.66.8",
+             "1.2.840.10008.5.1.4.1.1.9.100.1", "1.2.840.10008.5.1.4.1.1.9.100.2"}
+    assert newer <= ours
+    assert [str(cx.abstract_syntax) for cx in VerificationPresentationContexts] == [
+        str(cx.abstract_syntax) for cx in theirs.VerificationPresentationContexts
+    ]
+
+
+def test_a_context_for_every_file_storage_presentation_contexts_names() -> None:
+    # The report that started this: a Digital X-Ray "For Processing" file found no context.
+    storage = {cx.abstract_syntax for cx in StoragePresentationContexts}
+    assert "1.2.840.10008.5.1.4.1.1.1.1.1" in storage
+    assert all(cx.transfer_syntax == [IMPLICIT, EXPLICIT, BIG] for cx in StoragePresentationContexts)
+
+
+def test_build_role_is_pynetdicoms_role_item() -> None:
+    from pynetdicom.presentation import build_role as their_build_role
+
+    for scu, scp in product((False, True), repeat=2):
+        ours, theirs = build_role(CTImageStorage, scu, scp), their_build_role(CTImageStorage, scu, scp)
+        assert (ours.sop_class_uid, ours.scu_role, ours.scp_role) == (
+            theirs.sop_class_uid, theirs.scu_role, theirs.scp_role
+        )
+        assert type(ours.scu_role) is bool and isinstance(ours.sop_class_uid, type(theirs.sop_class_uid))
+    assert build_role(CTImageStorage) == build_role(CTImageStorage, False, False)
+    with pytest.raises(TypeError):
+        build_role(CTImageStorage, scu_role=1)
 
 
 # -- Acceptor --------------------------------------------------------------

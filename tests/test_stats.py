@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hsscp.status import Status, status_category
+from hsscp.dimse_status import Status, status_category
 from workers.stats import FIELDS, Stats, category, new_table, per_row, totals
 
 

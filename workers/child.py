@@ -16,7 +16,6 @@ import faulthandler
 import logging
 import os
 import signal
-import sys
 
 log = logging.getLogger("hsscp.supervisor")
 
@@ -26,6 +25,7 @@ DECLARED_STUCK = 4  # exit code: the supervisor declared it stuck; it stopped at
 PARENT_DIED = signal.SIGUSR2  # sent by the kernel when the supervisor is gone: stop soon
 DUMP_STACKS = signal.SIGUSR1  # write every thread's Python stack to stderr (the log)
 
+STDERR_FD = 2
 _PR_SET_NAME = 15
 _PR_SET_PDEATHSIG = 1
 
@@ -41,8 +41,14 @@ def become_child(supervisor_pid: int, name: str, inherited_signals: tuple[int, .
     _prctl(_PR_SET_PDEATHSIG, PARENT_DIED)
     if os.getppid() != supervisor_pid:
         os._exit(0)
-    faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
+    dump_stacks_on_signal()
     set_process_name(name)
+
+
+def dump_stacks_on_signal() -> None:
+    """On DUMP_STACKS, write every thread's Python stack to stderr, where the log goes."""
+    # The descriptor, not sys.stderr: a replaced sys.stderr (a notebook's) may have none.
+    faulthandler.register(DUMP_STACKS, file=STDERR_FD, all_threads=True)
 
 
 def set_process_name(name: str) -> None:

@@ -92,7 +92,7 @@ class PipelinePlan:
 
         def command(name: str, allowed: frozenset[str]) -> CommandTemplate | None:
             text = getattr(settings, name)
-            return CommandTemplate.parse(text, allowed) if text is not None else None
+            return CommandTemplate.parse(text, allowed) if text else None
 
         eostudy = command("exec_on_eostudy", COMPLETION_PLACEHOLDERS)
         eoseries = command("exec_on_eoseries", COMPLETION_PLACEHOLDERS)

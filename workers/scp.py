@@ -145,7 +145,6 @@ class StorageSCP:
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)
-        settings = self.settings
         return run_worker(
             WorkerContext(
                 index=index,
@@ -153,17 +152,12 @@ class StorageSCP:
                 ae=self.ae,
                 ae_title=self.ae_title,
                 contexts=self.contexts,
+                settings=self.settings,
                 limiter=self.limiter,
                 heartbeat=heartbeat,
                 stats_table=self.stats,
-                graceful_timeout=settings.graceful_timeout,
-                writer_paths=self.writer_paths,
                 storage=self.storage,
-                spool_threshold=settings.spool_threshold,
-                ignore=settings.ignore,
-                # fsync in the event loop would stall every association of the worker.
-                inline_limit=settings.inline_limit if settings.fsync == "none" else 0,
-                async_ops=settings.async_ops,
+                writer_paths=self.writer_paths,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
                 pipeline_path=self.pipeline_path or None,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 
-from hsscp.status import Status, StatusCategory, status_category
+from hsscp.dimse_status import Status, StatusCategory, status_category
 
 FIELDS = (
     "associations",

@@ -25,13 +25,12 @@ import logging
 import os
 import select
 import signal
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from workers.child import BOOT_FAILED, DUMP_STACKS, become_child
+from workers.child import BOOT_FAILED, DUMP_STACKS, become_child, dump_stacks_on_signal
 from workers.heartbeat import Heartbeat, HeartbeatTable
 
 log = logging.getLogger("hsscp.supervisor")
@@ -114,7 +113,7 @@ class Supervisor:
         """Fork every child, supervise until stopped; the exit code (1 if a role cannot boot)."""
         self._wakeup = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         previous = {signum: signal.signal(signum, self._on_signal) for signum in HANDLED_SIGNALS}
-        faulthandler.register(DUMP_STACKS, file=sys.stderr, all_threads=True)
+        dump_stacks_on_signal()  # the supervisor answers DUMP_STACKS as its children do
         # Everything loaded so far (pydicom's dictionaries above all) lives as long as
         # the process: keep it out of the collector's way, and shared with the children.
         gc.collect()

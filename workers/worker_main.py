@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hsscp import events
+from hsscp.config import ProcessSettings
 from hsscp.protocol import AcceptorProtocol
 from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend
@@ -48,19 +49,15 @@ class WorkerContext:
 
     index: int
     listener: socket.socket
-    ae: Any  # hsscp.AE: the settings and supported contexts of the SCP
+    ae: Any  # hsscp.AE: the protocol settings and supported contexts of the SCP
     ae_title: str
+    contexts: list  # the supported contexts
+    settings: ProcessSettings
     limiter: SharedLimiter
     heartbeat: Heartbeat
     stats_table: Any
-    graceful_timeout: float
+    storage: StorageBackend
     writer_paths: list[str] = field(default_factory=list)
-    contexts: list | None = None  # supported contexts, when not the AE's own
-    storage: StorageBackend | None = None
-    spool_threshold: int = 4 * 1024 * 1024
-    ignore: bool = False
-    inline_limit: int = 0  # data sets up to this size are stored by the worker itself
-    async_ops: int = 1  # outstanding requests granted per association
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
     pipeline_path: str | None = None  # the pipeline process's socket, when it runs (workers.notify)
@@ -82,7 +79,7 @@ async def _serve(ctx: WorkerContext) -> int:
     loop = asyncio.get_running_loop()
     stop = _StopRequest(loop)
     # Before anything is built: a stop asked for during the boot is then not lost.
-    loop.add_signal_handler(signal.SIGTERM, stop.within, ctx.graceful_timeout)
+    loop.add_signal_handler(signal.SIGTERM, stop.within, ctx.settings.graceful_timeout)
     loop.add_signal_handler(PARENT_DIED, stop.within, ORPHAN_GRACE)
     beat = _Heartbeat(loop, ctx.heartbeat)  # the loop turns while the worker boots, too
     arena = writers = None
@@ -127,19 +124,22 @@ class _StopRequest:
 async def _build_service(ctx: WorkerContext):
     stats = Stats(ctx.stats_table, ctx.index)
     handlers = events.HandlerSet(ctx.evt_handlers)
-    common = (ctx.ae, ctx.ae_title, ctx.contexts or ctx.ae.supported_contexts, handlers, ctx.limiter)
+    common = (ctx.ae, ctx.ae_title, ctx.contexts, handlers, ctx.limiter)
     if ctx.evt_handlers and handlers.has(events.EVT_C_STORE):
         service = AcceptorService(*common)
         service.stats = stats
         return service, None, None
-    arena = Arena(ctx.spool_threshold, ARENA_SLOTS)
+    settings = ctx.settings
+    arena = Arena(settings.spool_threshold, ARENA_SLOTS)
     writers = None
-    if not ctx.ignore:
+    if not settings.ignore:
         writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
         await writers.connect()
+    # fsync in the event loop would stall every association of the worker.
+    inline_limit = settings.inline_limit if settings.fsync == "none" else 0
     notifier = Notifier(ctx.pipeline_path) if ctx.pipeline_path else None
     service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
-                             ignore=ctx.ignore, inline_limit=ctx.inline_limit, async_ops=ctx.async_ops,
+                             ignore=settings.ignore, inline_limit=inline_limit, async_ops=settings.async_ops,
                              notifier=notifier)
     return service, arena, writers
 

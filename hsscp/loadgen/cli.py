@@ -1,13 +1,7 @@
 """``hsscp storescu``, ``hsscp echoscu`` and ``hsscp bench``: the load generator's commands.
 
 :func:`register` adds them to the ``hsscp`` parser; each sets ``func`` to a
-function of the parsed arguments returning the exit status:
-
-* 0: every operation succeeded (status 0x0000);
-* 1: something failed or was not sent (rejection, refused context, failure
-  status, abort, timeout, refused connection);
-* 2: bad usage, or files that cannot be sent as asked;
-* 3: everything was stored, some with a warning status (0xB000 range).
+function of the parsed arguments returning the exit status (:data:`EXIT_STATUS`).
 """
 
 from __future__ import annotations
@@ -18,14 +12,33 @@ import ssl
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from hsscp import __version__
+from hsscp.aet import normalize_ae_title
+from hsscp.cli_parser import PREFIX_CHARS, CommandParser, deferred
 from hsscp.errors import HsscpError
+from hsscp.loadgen.dcmtk_flags import add_network_flags, add_storescu_flags
 from hsscp.loadgen.driver import Peer
 
 log = logging.getLogger("hsscp.loadgen")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_WARNINGS, EXIT_SKIPPED = 0, 1, 2, 3, 4
+
+_EXIT_LINES = """\
+exit status:
+  0  every operation succeeded (status 0x0000) and every association was released
+  1  something failed or was not sent: a failure status, a file with no accepted
+     presentation context, an association rejected, aborted or lost, a refused
+     connection, a timeout
+  2  bad usage, or files that cannot be sent as asked
+  3  every operation succeeded, some with a warning status (0xB000 range)"""
+ECHO_EXIT_STATUS = _EXIT_LINES
+EXIT_STATUS = _EXIT_LINES + """
+  4  everything sent was stored, but some of the files named were skipped
+     (not DICOM Part 10 files, unreadable)
+The report names each file that failed or was skipped; --json has them all."""
 
 
 class UsageError(HsscpError):
@@ -39,16 +52,27 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _port(text: str) -> int:
+    return int(text)
+
+
+_port.__name__ = "int"  # a bad PORT reads "invalid int value", as argparse says it
+
+
 def _add_network(p: argparse.ArgumentParser, calling: str) -> None:
     p.add_argument("addr", metavar="ADDR", help="hostname or IP address of the peer")
-    p.add_argument("port", metavar="PORT", type=int, help="TCP port of the peer")
+    # Converted once the line is parsed: an unknown flag's value must not be reported as the PORT.
+    p.add_argument("port", metavar="PORT", type=deferred(_port, "PORT"), help="TCP port of the peer")
     g = p.add_argument_group("logging")
     g.add_argument("-q", "--quiet", action="store_true", help="errors only, no report")
     g.add_argument("-v", "--verbose", action="store_true", help="association events")
     g.add_argument("-d", "--debug", action="store_true", help="debug output")
+    add_network_flags(g)
     g = p.add_argument_group("network")
-    g.add_argument("-aet", "--calling-aet", default=calling, metavar="AET", help=f"our AE title (default {calling})")
-    g.add_argument("-aec", "--called-aet", default="ANY-SCP", metavar="AET", help="the peer's AE title (default ANY-SCP)")
+    g.add_argument("-aet", "--calling-aet", "--aetitle", dest="calling_aet", default=calling, metavar="AET",
+                   help=f"our AE title (default {calling})")
+    g.add_argument("-aec", "--called-aet", "--call", dest="called_aet", default="ANY-SCP", metavar="AET",
+                   help="the peer's AE title (default ANY-SCP)")
     g.add_argument("-pdu", "--max-pdu", type=int, default=16384, metavar="BYTES",
                    help="maximum PDU we receive, 0 = unlimited (default 16384)")
     g.add_argument("-to", "--timeout", type=float, metavar="SECONDS", help="TCP connect timeout (default none)")
@@ -80,9 +104,11 @@ def register(subparsers: Any) -> None:
         description="Send files and folders (recursively) as C-STOREs, streaming each file's data set "
         "as it is. Latency is measured from a request's first PDU handed to the transport to its "
         "response decoded.",
+        epilog=EXIT_STATUS, formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars=PREFIX_CHARS,
     )
     p.set_defaults(func=run_storescu)
     _add_network(p, "STORESCU")
+    add_storescu_flags(p)
     p.add_argument("paths", nargs="+", metavar="PATH", help="DICOM files or folders")
     g = p.add_argument_group("storage load")
     g.add_argument("--async-ops", type=_positive_int, metavar="N",
@@ -96,7 +122,9 @@ def register(subparsers: Any) -> None:
                    help="draw throughput over time and the latency histogram (needs matplotlib)")
 
     p = subparsers.add_parser("echoscu", help="C-ECHO round trips, as a load generator",
-                              description="Measure C-ECHO round trips over K associations.")
+                              description="Measure C-ECHO round trips over K associations.",
+                              epilog=ECHO_EXIT_STATUS,
+                              formatter_class=argparse.RawDescriptionHelpFormatter, prefix_chars=PREFIX_CHARS)
     p.set_defaults(func=run_echoscu)
     _add_network(p, "ECHOSCU")
 
@@ -109,12 +137,15 @@ def _configure_logging(args: argparse.Namespace) -> None:
     level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
     if args.quiet:
         level = logging.ERROR
+    if getattr(args, "log_level", None) is not None:
+        level = args.log_level
     logger = logging.getLogger("hsscp")
-    if not any(getattr(h, "_loadgen", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler._loadgen = True  # type: ignore[attr-defined]
-        handler.setFormatter(logging.Formatter("%(levelname).1s: %(message)s"))
-        logger.addHandler(handler)
+    # One handler of ours, to the stderr of now: a second run in the same process replaces it.
+    logger.handlers = [h for h in logger.handlers if not getattr(h, "_loadgen", False)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler._loadgen = True  # type: ignore[attr-defined]
+    handler.setFormatter(logging.Formatter("%(levelname).1s: %(message)s"))
+    logger.addHandler(handler)
     logger.setLevel(level)
 
 
@@ -132,7 +163,16 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
+def _check_ae_titles(args: argparse.Namespace) -> None:
+    for flag, title in (("-aet/--calling-aet", args.calling_aet), ("-aec/--called-aet", args.called_aet)):
+        try:
+            normalize_ae_title(title)
+        except ValueError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
+
+
 def _peer(args: argparse.Namespace, async_ops: int = 0) -> Peer:
+    _check_ae_titles(args)
     if args.processes > args.associations:
         raise UsageError(f"--processes {args.processes} needs at least as many associations (-c)")
     if args.max_pdu and args.max_pdu < 4096:
@@ -148,6 +188,27 @@ def _peer(args: argparse.Namespace, async_ops: int = 0) -> Peer:
     )
 
 
+def _parameters(args: argparse.Namespace, started: datetime, instances: int = 0):
+    from hsscp.loadgen.report import RunParameters
+
+    return RunParameters(
+        target=f"{args.addr}:{args.port}", called_ae_title=args.called_aet, calling_ae_title=args.calling_aet,
+        associations=args.associations, processes=args.processes, async_ops=getattr(args, "async_ops", None),
+        rate=getattr(args, "rate", None), repeat=None if args.duration else args.repeat, duration=args.duration,
+        files=list(getattr(args, "paths", [])), instances=instances, new_uids=getattr(args, "new_uids", None),
+        hsscp_version=__version__, started=started.isoformat(timespec="seconds"),
+    )
+
+
+def exit_status(report) -> int:
+    """The exit status a report calls for (see :data:`EXIT_STATUS`)."""
+    if report.failed or report.not_sent or report.troubled_associations:
+        return EXIT_FAILED
+    if report.skipped_files:
+        return EXIT_SKIPPED
+    return EXIT_WARNINGS if report.warnings else EXIT_OK
+
+
 def _finish(args: argparse.Namespace, report, raw, plot: str | None = None) -> int:
     from hsscp.loadgen.report import format_report, write_json
 
@@ -159,9 +220,7 @@ def _finish(args: argparse.Namespace, report, raw, plot: str | None = None) -> i
         from hsscp.loadgen.plot import plot_run
 
         plot_run(report, raw, plot)
-    if report.failed or report.not_sent:
-        return EXIT_FAILED
-    return EXIT_WARNINGS if report.warnings else EXIT_OK
+    return exit_status(report)
 
 
 def _progress(args: argparse.Namespace, noun: str, total: int | None):
@@ -195,6 +254,7 @@ def _storescu(args: argparse.Namespace) -> int:
 
         require_matplotlib(UsageError)
     peer = _peer(args, args.async_ops or 0)
+    started = datetime.now().astimezone()
     try:
         scan = files.scan(args.paths)
     except FileNotFoundError as exc:
@@ -204,7 +264,8 @@ def _storescu(args: argparse.Namespace) -> int:
     if not scan.instances:
         raise UsageError("no DICOM Part 10 files to send")
     try:
-        contexts = files.plan_contexts(scan.instances)
+        only = [files.IMPLICIT_VR_LE] if args.propose_implicit else None
+        contexts = files.plan_contexts(scan.instances, only)
         maker = uidpatch.UidMaker(args.new_uids) if args.new_uids else None
         payloads = Payloads(scan.instances, args.preload, maker)
         payloads.prepare()
@@ -227,7 +288,8 @@ def _storescu(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     _crashed(raw, crashed)
-    report = summarize(raw, "C-STORE", planned, not_sent, args.processes)
+    report = summarize(raw, "C-STORE", planned, not_sent, args.processes,
+                       _parameters(args, started, len(scan.instances)), dict(scan.skipped))
     return _finish(args, report, raw, args.plot)
 
 
@@ -246,6 +308,7 @@ def _echoscu(args: argparse.Namespace) -> int:
 
     _configure_logging(args)
     peer = _peer(args)
+    started = datetime.now().astimezone()
     planned = None if args.duration else args.repeat
     progress = _progress(args, "echoes", planned)
 
@@ -259,13 +322,14 @@ def _echoscu(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     _crashed(raw, crashed)
-    return _finish(args, summarize(raw, "C-ECHO", planned, not_sent, args.processes), raw)
+    report = summarize(raw, "C-ECHO", planned, not_sent, args.processes, _parameters(args, started))
+    return _finish(args, report, raw)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m hsscp.loadgen storescu|echoscu|bench ...``: the commands without the server's CLI."""
     parser = argparse.ArgumentParser(prog="hsscp")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=CommandParser)
     register(subparsers)
     args = parser.parse_args(argv)
     return args.func(args)

@@ -145,7 +145,8 @@ class Association:
         self.accepted: list[PresentationContext] = []
         self.refused: list[PresentationContext] = []
         self.window = 1
-        self.pending: dict[int, tuple[float, int]] = {}  # message ID -> (sent at, bytes)
+        # message ID -> (sent at, bytes, the file sent or None), so a failure can name its file
+        self.pending: dict[int, tuple[float, int, str | None]] = {}
         self.failure: AssociationError | None = None
         self.requests_sent = 0
         self.watch_receive = bool(peer.network_timeout)
@@ -252,7 +253,7 @@ class Association:
             self._fail(AssociationError("protocol error", f"unexpected {dimse.command_name(command.command_field)}"))
             return
         now = time.monotonic()
-        self.stats.response(command.status, entry[1], now - entry[0], now)
+        self.stats.response(command.status, entry[1], now - entry[0], now, entry[2])
         slot = self._slot
         if slot is not None and not slot.done():
             slot.set_result(None)
@@ -271,7 +272,8 @@ class Association:
         if self.failure is not None:
             return
         self.failure = error
-        self.stats.failure(error.kind, len(self.pending))
+        for _sent, _nbytes, path in self.pending.values():
+            self.stats.failure(error.kind, path=path)
         self.pending.clear()
         for future in (self._established, self._slot):
             if future is not None and not future.done():
@@ -296,21 +298,24 @@ class Association:
         if self.failure is not None:
             raise NotSent(self.failure.kind, self.failure.detail)
 
-    async def store(self, context_id: int, sop_class_uid: str, sop_instance_uid: str, chunks, nbytes: int) -> None:
-        """Send one C-STORE-RQ once the window allows; the response is counted when it comes."""
+    async def store(
+        self, context_id: int, sop_class_uid: str, sop_instance_uid: str, chunks, nbytes: int,
+        path: str | None = None,
+    ) -> None:
+        """Send one C-STORE-RQ (of file ``path``) once the window allows; the response is counted when it comes."""
         if len(self.pending) >= self.window or self.failure is not None:
             await self._window_slot()
         command = dimse.CStoreRQ(self._message_id(), sop_class_uid, sop_instance_uid)
-        await self._send(context_id, command, chunks, nbytes)
+        await self._send(context_id, command, chunks, nbytes, path)
 
     async def echo(self, context_id: int) -> None:
         if len(self.pending) >= self.window or self.failure is not None:
             await self._window_slot()
         await self._send(context_id, dimse.CEchoRQ(self._message_id()), None, 0)
 
-    async def _send(self, context_id: int, command, chunks, nbytes: int) -> None:
+    async def _send(self, context_id: int, command, chunks, nbytes: int, path: str | None = None) -> None:
         pending = self.pending
-        pending[command.message_id] = (time.monotonic(), nbytes)
+        pending[command.message_id] = (time.monotonic(), nbytes, path)
         self.requests_sent += 1
         if len(pending) > self.stats.max_outstanding:
             self.stats.max_outstanding = len(pending)
@@ -326,8 +331,9 @@ class Association:
             self.abort()
             self._fail(AssociationError("file read error", str(exc)))
         if self.failure is not None:
-            if pending.pop(command.message_id, None) is not None:
-                self.stats.failure(self.failure.kind)  # failed before this request was queued
+            entry = pending.pop(command.message_id, None)
+            if entry is not None:  # failed before this request was queued
+                self.stats.failure(self.failure.kind, path=entry[2])
             raise self.failure
         if protocol.paused:
             await protocol.writable()

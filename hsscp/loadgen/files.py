@@ -133,13 +133,18 @@ def _syntaxes_for(transfer_syntax: str) -> list[str]:
     return [transfer_syntax, *(ts for ts in CONVERTIBLE if ts != transfer_syntax)]
 
 
-def plan_contexts(instances: Sequence[Instance]) -> list[PresentationContext]:
+def plan_contexts(instances: Sequence[Instance], only: Sequence[str] | None = None) -> list[PresentationContext]:
     """The presentation contexts to propose for ``instances``.
 
     One context per (SOP class, transfer syntax) pair found, so each file can
     go in its own syntax; past 128 pairs, one per SOP class listing all its
-    syntaxes. More than 128 SOP classes cannot go on one association.
+    syntaxes. With ``only``, one context per SOP class proposing just those
+    syntaxes (DCMTK storescu's ``-xi``). More than 128 SOP classes cannot go
+    on one association.
     """
+    if only is not None:
+        classes = dict.fromkeys(i.sop_class_uid for i in instances)
+        return [build_context(sop, list(only)) for sop in _within_limit(classes)]
     pairs = dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in instances)
     if len(pairs) <= MAX_REQUESTED_CONTEXTS:
         return [build_context(sop, _syntaxes_for(ts)) for sop, ts in pairs]
@@ -147,12 +152,16 @@ def plan_contexts(instances: Sequence[Instance]) -> list[PresentationContext]:
     for sop, ts in pairs:
         by_class.setdefault(sop, [])
         by_class[sop] += [s for s in _syntaxes_for(ts) if s not in by_class[sop]]
+    return [build_context(sop, syntaxes) for sop, syntaxes in _within_limit(by_class).items()]
+
+
+def _within_limit(by_class: dict) -> dict:
     if len(by_class) > MAX_REQUESTED_CONTEXTS:
         raise ValueError(
             f"the files hold {len(by_class)} SOP classes; one association can propose "
             f"at most {MAX_REQUESTED_CONTEXTS}: send them in smaller groups"
         )
-    return [build_context(sop, syntaxes) for sop, syntaxes in by_class.items()]
+    return by_class
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ class RawResult(msgspec.Struct, array_like=True):
     associations: int
     max_outstanding: int
     conversions: int = 0
+    file_failures: dict[str, dict[str, int]] = {}  # path -> why -> count
 
 
 class Stats:
@@ -61,10 +62,12 @@ class Stats:
         self.associations = 0
         self.max_outstanding = 0
         self.conversions = 0
+        self.file_failures: dict[str, dict[str, int]] = {}
         self.started = time.monotonic()
         self._cpu_start = time.process_time()
 
-    def response(self, status: int, nbytes: int, latency: float, now: float) -> None:
+    def response(self, status: int, nbytes: int, latency: float, now: float, path: str | None = None) -> None:
+        """Count a response; ``path`` names the file a failure status was for."""
         self.statuses[status] = self.statuses.get(status, 0) + 1
         self.latencies.append(latency)
         if status == 0 or status_category(status) == "warning":
@@ -79,11 +82,21 @@ class Stats:
             cell[1] += nbytes
         else:
             self.failed += 1
+            if path is not None:
+                self._file_failed(path, f"status 0x{status:04X}", 1)
 
-    def failure(self, why: str, count: int = 1) -> None:
+    def failure(self, why: str, count: int = 1, path: str | None = None) -> None:
+        """Count operations that got no response, for ``path`` if they were a file's."""
         if count:
             self.failures[why] = self.failures.get(why, 0) + count
             self.failed += count
+            if path is not None:
+                self._file_failed(path, why, count)
+
+    def _file_failed(self, path: str, why: str, count: int) -> None:
+        # Bounded by files x reasons, however long the run: repeats add to a count.
+        reasons = self.file_failures.setdefault(path, {})
+        reasons[why] = reasons.get(why, 0) + count
 
     def event(self, kind: str, count: int = 1) -> None:
         self.events[kind] = self.events.get(kind, 0) + count
@@ -107,6 +120,7 @@ class Stats:
             associations=self.associations,
             max_outstanding=self.max_outstanding,
             conversions=self.conversions,
+            file_failures={path: dict(reasons) for path, reasons in self.file_failures.items()},
         )
 
 
@@ -115,10 +129,15 @@ def _add(into: dict, other: dict) -> None:
         into[key] = into.get(key, 0) + count
 
 
+def _add_nested(into: dict[str, dict[str, int]], other: dict[str, dict[str, int]]) -> None:
+    for key, counts in other.items():
+        _add(into.setdefault(key, {}), counts)
+
+
 def merge(results: Iterable[RawResult]) -> RawResult:
     """One result for a run made of several processes' results."""
     results = list(results)
-    merged = RawResult({}, {}, {}, 0, b"", b"", [], math.inf, 0.0, 0.0, 0, 0, 0)
+    merged = RawResult({}, {}, {}, 0, b"", b"", [], math.inf, 0.0, 0.0, 0, 0, 0, {})
     timeline: list[list[int]] = []
     for r in results:
         _add(merged.statuses, r.statuses)
@@ -138,6 +157,7 @@ def merge(results: Iterable[RawResult]) -> RawResult:
         merged.associations += r.associations
         merged.max_outstanding = max(merged.max_outstanding, r.max_outstanding)
         merged.conversions += r.conversions
+        _add_nested(merged.file_failures, r.file_failures)
     merged.timeline = timeline
     if not results:
         merged.started = merged.finished = time.monotonic()
@@ -164,6 +184,33 @@ def percentiles(samples: array) -> Percentiles:
         return round(ordered[max(0, math.ceil(p / 100 * n) - 1)] * 1000, 4)
 
     return Percentiles(n, rank(50), rank(90), rank(99), round(ordered[-1] * 1000, 4), round(sum(ordered) / n * 1000, 4))
+
+
+class RunParameters(msgspec.Struct):
+    """What a run was asked to do, kept with its report so results can be compared later."""
+
+    target: str  # host:port
+    called_ae_title: str
+    calling_ae_title: str
+    associations: int  # -c
+    processes: int
+    async_ops: int | None
+    rate: float | None  # instances per second, all processes together
+    repeat: int | None  # None when the run was timed (--duration)
+    duration: float | None
+    files: list[str]  # the paths as given
+    instances: int  # files found to send
+    new_uids: str | None
+    hsscp_version: str
+    started: str  # wall clock, ISO 8601 with the UTC offset
+
+
+# Association outcomes of a run that went as asked; any other (rejected, aborted, refused
+# connection, lost, timed out...) means the run did not do everything it was asked to.
+GOOD_ASSOCIATION_EVENTS = frozenset({"released", "presentation context refused"})
+
+# The printed report lists this many files per kind of trouble; --json has them all.
+LISTED_FILES = 20
 
 
 class Report(msgspec.Struct):
@@ -193,13 +240,29 @@ class Report(msgspec.Struct):
     conversions: int
     timeline_step_s: float
     timeline: list[list[int]]
+    parameters: RunParameters | None = None
+    skipped_files: dict[str, str] = {}  # path -> why it was not sent
+    failed_files: dict[str, dict[str, int]] = {}  # path -> why -> how many times
 
     @property
     def ok(self) -> bool:
         return self.failed == 0 and self.not_sent == 0 and self.warnings == 0
 
+    @property
+    def troubled_associations(self) -> int:
+        """Associations that were refused, aborted or otherwise did not end in a release."""
+        return sum(n for kind, n in self.association_events.items() if kind not in GOOD_ASSOCIATION_EVENTS)
 
-def summarize(raw: RawResult, operation: str, planned: int | None, not_sent: int, processes: int) -> Report:
+
+def summarize(
+    raw: RawResult,
+    operation: str,
+    planned: int | None,
+    not_sent: int,
+    processes: int,
+    parameters: RunParameters | None = None,
+    skipped: dict[str, str] | None = None,
+) -> Report:
     warnings = sum(n for s, n in raw.statuses.items() if status_category(s) == "warning")
     succeeded = raw.statuses.get(0, 0)
     answered_failures = sum(n for s, n in raw.statuses.items() if s != 0 and status_category(s) != "warning")
@@ -231,7 +294,17 @@ def summarize(raw: RawResult, operation: str, planned: int | None, not_sent: int
         conversions=raw.conversions,
         timeline_step_s=TIMELINE_STEP,
         timeline=raw.timeline,
+        parameters=parameters,
+        skipped_files=dict(skipped or {}),
+        failed_files=dict(sorted(raw.file_failures.items())),
     )
+
+
+def _listed(title: str, entries: list[str]) -> list[str]:
+    lines = [f"  {title} ({len(entries)}):"] + [f"    {entry}" for entry in entries[:LISTED_FILES]]
+    if len(entries) > LISTED_FILES:
+        lines.append(f"    ... and {len(entries) - LISTED_FILES} more (all of them are in --json)")
+    return lines
 
 
 def format_report(report: Report) -> str:
@@ -257,6 +330,13 @@ def format_report(report: Report) -> str:
         lines.append("  associations: " + ", ".join(f"{k} x{n}" for k, n in report.association_events.items()))
     if report.conversions:
         lines.append(f"  re-encoded with pydicom for an accepted transfer syntax: {report.conversions} file(s)")
+    if report.skipped_files:
+        lines += _listed("skipped files", [f"{path}: {why}" for path, why in report.skipped_files.items()])
+    if report.failed_files:
+        lines += _listed("failed files", [
+            f"{path}: " + ", ".join(f"{why}" + (f" x{n}" if n > 1 else "") for why, n in reasons.items())
+            for path, reasons in report.failed_files.items()
+        ])
     return "\n".join(lines)
 
 

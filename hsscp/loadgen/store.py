@@ -3,6 +3,7 @@ to the accepted contexts and sent as C-STOREs over K associations."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,8 @@ from hsscp.loadgen.report import Stats
 from hsscp.loadgen.sessions import run_associations
 from hsscp.loadgen.work import WorkQueue, share_of
 from hsscp.presentation import PresentationContext
+
+log = logging.getLogger("hsscp.loadgen")
 
 NO_CONTEXT = "no accepted presentation context"
 
@@ -43,22 +46,31 @@ class Share:
 async def _send_all(job: StoreJob, assoc: Association, queue: WorkQueue, stats: Stats, pacer: Pacer | None) -> None:
     """Send from the queue on ``assoc`` until the queue is empty."""
     routes = ContextMap(assoc.accepted)
+    warned: set[int] = set()  # files already named in the log, so repeats do not flood it
     while (item := queue.next()) is not None:
         index, copy = item
         instance = job.instances[index]
         route = routes.route(instance.sop_class_uid, instance.transfer_syntax)
         if route is None:
-            stats.failure(NO_CONTEXT)
+            stats.failure(NO_CONTEXT, path=instance.path)
+            if index not in warned:
+                warned.add(index)
+                log.warning("%s: %s for SOP class %s in transfer syntax %s", instance.path, NO_CONTEXT,
+                            instance.sop_class_uid, instance.transfer_syntax)
             continue
         try:
             payload = job.payloads.get(index, copy, route)
         except Exception as exc:  # an unreadable file or a failed re-encoding: that file only
-            stats.failure(f"cannot read file: {type(exc).__name__}")
+            stats.failure(f"cannot read file: {type(exc).__name__}", path=instance.path)
+            if index not in warned:
+                warned.add(index)
+                log.warning("%s: cannot read file: %s", instance.path, exc)
             continue
         if pacer is not None:
             await pacer.wait()
         try:
-            await assoc.store(route.context_id, instance.sop_class_uid, payload.sop_instance_uid, payload.chunks, payload.nbytes)
+            await assoc.store(route.context_id, instance.sop_class_uid, payload.sop_instance_uid,
+                              payload.chunks, payload.nbytes, instance.path)
         except NotSent:
             queue.put_back(item)
             raise

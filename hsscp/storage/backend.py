@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from hsscp.status import Status
+from hsscp.dimse_status import Status
 
 __all__ = [
     "COMMENT_LENGTH",
