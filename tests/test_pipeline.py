@@ -162,6 +162,22 @@ def test_completion_hooks_run_after_a_sigkill_of_the_whole_tree(tmp_path):
     assert json.loads(state.read_text())["periods"] == []
 
 
+def test_a_killed_pipeline_process_is_replaced_and_the_workers_send_it_what_they_kept(tmp_path):
+    program, record = recorder(tmp_path)
+    sources = write_instances(tmp_path / "src", 6)
+    with hsscp_storescp(tmp_path / "out", "-xcr", f"{program} {record} #f") as scp:
+        dcmtk_storescu(scp.port, sources[:3])
+        wait_until(lambda: len(calls(record)) >= 3)
+        old = scp.children()["hsscp-pipe-0"]
+        os.kill(old, signal.SIGKILL)
+        dcmtk_storescu(scp.port, sources[3:])  # while it is down, or just back
+        wait_until(lambda: len(calls(record)) >= 6)
+        assert scp.children()["hsscp-pipe-0"] != old
+        assert scp.stop() == 0
+    assert sorted(argv for argv in calls(record)) == sorted([[f"{p.stem}.dcm"] for p in sources])
+    assert f"pipe 0 (pid {old}) ended with signal 9" in scp.output
+
+
 def _record_event(event, folder: Path) -> None:
     attrs = {name: getattr(event, name) for name in (
         "study_instance_uid", "series_instance_uid", "calling_ae", "called_ae", "peer")}

@@ -77,11 +77,16 @@ class StorageSCP:
         writers = 0 if _handles_store(evt_handlers) or settings.ignore else settings.writers
         self.writer_role = Role("writer", writers, stop_timeout=STOP_MARGIN)
         self.worker_role = Role("worker", settings.workers, stop_timeout=settings.graceful_timeout + STOP_MARGIN)
-        # After the file lands (hooks, completion, events): one process, started first, stopped last.
-        self.pipeline = None if writers == 0 else PipelinePlan.from_settings(
+        # After the file lands (hooks, completion, events): one process (hsscp-pipe-0), started
+        # first and stopped last.
+        self.pipeline = PipelinePlan.from_settings(
             settings, evt_handlers, os.path.join(os.path.abspath(settings.output_directory), STATE_FILE_NAME)
         )
-        self.pipeline_role = Role("pipeline", 1 if self.pipeline else 0, stop_timeout=STOP_WAIT + STOP_MARGIN)
+        if self.pipeline is not None and writers == 0:
+            log.warning("hooks and completion events need the built-in storage: with --ignore or an "
+                        "EVT_C_STORE handler they never run")
+            self.pipeline = None
+        self.pipeline_role = Role("pipe", 1 if self.pipeline else 0, stop_timeout=STOP_WAIT + STOP_MARGIN)
         self.roles = (self.pipeline_role, self.writer_role, self.worker_role)
         self.pipeline_path = ""
         self.rundir = ""
