@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import msgspec
 import pytest
 
 from hsscp import AE, evt
 from hsscp.cli import main
 from hsscp.completion import CompletionKind, CompletionTracker
 from hsscp.config import ProcessSettings
-from workers.notify import FrameReader, InstanceStored, Notifier, encode_frame
+from workers.messages import frame
+from workers.notify import InstanceStored, Notifier, frame_reader
 from workers.pipeline_state import replay_journal
 from workers.scp import StorageSCP
 
@@ -23,14 +25,14 @@ def message(index: int) -> InstanceStored:
 
 def test_frames_come_back_whole_however_the_stream_is_cut() -> None:
     sent = [message(i) for i in range(3)]
-    stream = b"".join(encode_frame(m) for m in sent)
-    assert FrameReader().feed(stream) == sent
-    reader = FrameReader()
+    stream = b"".join(frame(m) for m in sent)
+    assert frame_reader().feed(stream) == sent
+    reader = frame_reader()
     assert [m for i in range(len(stream)) for m in reader.feed(stream[i : i + 1])] == sent
     with pytest.raises(ValueError, match="frame of"):
-        FrameReader().feed(b"\xff\xff\xff\x7f")
-    with pytest.raises(ValueError, match="corrupt notification"):
-        FrameReader().feed(b"\x02\x00\x00\x00\xc1\xc1")
+        frame_reader().feed(b"\x7f\xff\xff\xff")
+    with pytest.raises(msgspec.DecodeError):
+        frame_reader().feed(b"\x00\x00\x00\x02\xc1\xc1")
 
 
 def test_the_notifier_keeps_messages_until_the_pipeline_listens_and_drops_past_its_bound(
@@ -41,7 +43,7 @@ def test_the_notifier_keeps_messages_until_the_pipeline_listens_and_drops_past_i
 
     class Collect(asyncio.Protocol):
         def __init__(self) -> None:
-            self.reader = FrameReader()
+            self.reader = frame_reader()
 
         def data_received(self, data: bytes) -> None:
             received.extend(self.reader.feed(data))

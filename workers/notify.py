@@ -1,7 +1,7 @@
 """Workers tell the pipeline process about every stored instance: one small message each.
 
 The message travels over a Unix stream socket (``<rundir>/pipeline.sock``) as
-a length-prefixed msgpack frame. Sending never blocks and never delays a
+a length-prefixed msgpack frame, as the writers' jobs do (:mod:`workers.messages`). Sending never blocks and never delays a
 C-STORE-RSP: it is called after the response was handed to the transport, and
 :meth:`Notifier.send` only appends to a buffer. When the pipeline process is
 down (it is restarting) a worker keeps up to :data:`MAX_PENDING` messages and
@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import logging
 import math
-import struct
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,8 +26,9 @@ from typing import Any
 import msgspec
 
 from hsscp.storage import StoreOutcome
+from workers.messages import FrameReader, frame
 
-__all__ = ["FrameReader", "InstanceStored", "Notifier", "encode_frame", "instance_stored"]
+__all__ = ["InstanceStored", "Notifier", "frame_reader", "instance_stored"]
 
 log = logging.getLogger("hsscp.pipeline")
 
@@ -36,9 +36,7 @@ MAX_PENDING = 10_000  # messages kept while the pipeline process is not connecte
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # unsent bytes past which the pipeline counts as behind
 RETRY_INTERVAL = 0.2  # seconds between attempts to reach the pipeline process
 WARN_INTERVAL = 1.0  # seconds between two warnings about dropped messages
-MAX_FRAME = 64 * 1024  # a message is a few hundred bytes; anything larger is a bug
 
-_LENGTH = struct.Struct("<I")
 
 
 class InstanceStored(msgspec.Struct, frozen=True, array_like=True):
@@ -92,40 +90,9 @@ def _title(title: Any) -> str:
     return str(title or "").strip(" \0")
 
 
-_encoder = msgspec.msgpack.Encoder()
-
-
-def encode_frame(message: InstanceStored) -> bytes:
-    body = _encoder.encode(message)
-    return _LENGTH.pack(len(body)) + body
-
-
-class FrameReader:
-    """Splits a byte stream back into messages (the pipeline's side)."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._decoder = msgspec.msgpack.Decoder(InstanceStored)
-
-    def feed(self, data: bytes) -> list[InstanceStored]:
-        """The messages completed by ``data``; raises ValueError for a corrupt stream."""
-        buffer = self._buffer
-        buffer += data
-        messages, start = [], 0
-        while len(buffer) - start >= _LENGTH.size:
-            (length,) = _LENGTH.unpack_from(buffer, start)
-            if length > MAX_FRAME:
-                raise ValueError(f"notification frame of {length} bytes")
-            end = start + _LENGTH.size + length
-            if end > len(buffer):
-                break
-            try:
-                messages.append(self._decoder.decode(memoryview(buffer)[start + _LENGTH.size : end]))
-            except msgspec.DecodeError as exc:
-                raise ValueError(f"corrupt notification: {exc}") from None
-            start = end
-        del buffer[:start]
-        return messages
+def frame_reader() -> FrameReader:
+    """Splits the pipeline's byte stream back into messages (ValueError for a corrupt one)."""
+    return FrameReader(msgspec.msgpack.Decoder(InstanceStored))
 
 
 class _Link(asyncio.Protocol):
@@ -156,11 +123,11 @@ class Notifier:
         transport = self._transport
         if transport is not None:
             if transport.get_write_buffer_size() < MAX_BUFFERED_BYTES:
-                transport.write(encode_frame(message))
+                transport.write(frame(message))
                 return
             self._drop("is behind")
         elif len(self._pending) < self._max_pending and not self._closed:
-            self._pending.append(encode_frame(message))
+            self._pending.append(frame(message))
             self._connect_soon()
         else:
             self._drop("is not reachable")

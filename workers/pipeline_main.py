@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from hsscp.transport import new_event_loop
 from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
-from workers.notify import FrameReader
+from workers.notify import frame_reader
 from workers.pipeline import Pipeline, PipelinePlan
 from workers.pipeline_state import JournalState, SnapshotState
 
@@ -49,12 +49,8 @@ class PipelineContext:
 def run_pipeline(ctx: PipelineContext) -> int:
     """Process entry point after fork; returns the exit code."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
-    loop = new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(_serve(ctx))
-    finally:
-        loop.close()
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        return runner.run(_serve(ctx))
 
 
 class _Link(asyncio.Protocol):
@@ -63,7 +59,7 @@ class _Link(asyncio.Protocol):
     def __init__(self, pipeline: Pipeline, links: set[_Link]) -> None:
         self.pipeline = pipeline
         self.links = links
-        self.reader = FrameReader()
+        self.reader = frame_reader()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -73,7 +69,7 @@ class _Link(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             messages = self.reader.feed(data)
-        except ValueError as exc:  # only a bug can get here: the workers are ours
+        except ValueError as exc:  # msgspec.DecodeError is one; only a bug gets here: the workers are ours
             log.error("closing a worker's connection: %s", exc)
             self.transport.abort()
             return
