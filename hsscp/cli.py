@@ -13,7 +13,6 @@ import argparse
 import importlib
 import importlib.util
 import logging
-import os
 import ssl
 import sys
 from collections.abc import Callable, Sequence
@@ -211,27 +210,12 @@ def _merged_config(args: argparse.Namespace) -> ServerConfig:
 
 
 def _config_from_args(args: argparse.Namespace) -> ServerConfig:
-    """The configuration to start with; refuses settings the server cannot honour yet.
-
-    Unless only printing it, says on stderr who and where the server will be.
-    """
+    """The configuration to start with; refuses settings the server cannot honour yet."""
     config = _merged_config(args)
     problems = unsupported_settings(config)
     if problems:
         raise ConfigError("; ".join(problems))
-    if not getattr(args, "print_config", False) and config.log_level != "quiet":
-        print(f"{PROG} storescp: {describe(config)}", file=sys.stderr, flush=True)
     return config
-
-
-def describe(config: ServerConfig) -> str:
-    """The AE title, address, port and output folder of a server, in one line."""
-    address = config.bind or "every interface"
-    if config.ignore:
-        where = "writing nothing (--ignore)"
-    else:
-        where = f"output folder {os.path.abspath(config.output_directory)}"
-    return f"AE title {config.ae_title}, address {address}, port {config.port}, {where}"
 
 
 def parse_storescp(argv: Sequence[str]) -> ServerConfig:
@@ -272,7 +256,8 @@ def _run_storescp(args: argparse.Namespace) -> int:
     from workers.scp import serve  # imported late: it pulls in the whole server
 
     result = serve(config)
-    print(result.summary, flush=True)
+    if result.summary:  # a server that did not start has said why in the log already
+        print(result.summary, flush=True)
     return result.exit_code
 
 

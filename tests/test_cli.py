@@ -432,16 +432,6 @@ def test_the_same_settings_in_a_config_file_refuse_to_start(fake_supervisor, tmp
     assert cli.main(["storescp", "--config", str(path), "+xa"]) == 0  # the flag overrides the file
 
 
-def test_the_start_names_ae_title_address_port_and_folder(fake_supervisor, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["storescp", "-aet", "NAMED", "--bind", "127.0.0.1", "-od", str(tmp_path), "104"]) == 0
-    assert capsys.readouterr().err.splitlines()[0] == (
-        f"hsscp storescp: AE title NAMED, address 127.0.0.1, port 104, output folder {tmp_path}"
-    )
-    assert cli.main(["storescp", "-q", "104"]) == 0
-    assert "AE title" not in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
     ("title", "reason"),
     [("ÄRZTE", "is not ASCII"), ("A\\B", "contains a backslash"), ("A\tB", "contains control characters"),

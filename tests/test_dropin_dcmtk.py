@@ -68,6 +68,7 @@ def test_address_in_use_names_the_address_and_port(tmp_path) -> None:
     output = done.stdout + done.stderr
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    assert output.count("Address already in use") == 1, output
     assert "Traceback" not in output
 
 

@@ -101,10 +101,13 @@ class StorageSCP:
         except OSError as exc:  # port taken, output folder not writable, ...
             log.error("cannot start: %s", exc)
             self._cleanup()
-            return ServeResult(2, f"not started: {exc}")
+            return ServeResult(2, "")
+        host, port = self.listener.getsockname()[:2]
+        where = "writing nothing (--ignore)" if self.settings.ignore else (
+            f"output folder {os.path.abspath(self.settings.output_directory)}")
         log.info(
-            "hsscp storescp listening on %s:%d with %d workers and %d writers",
-            *self.listener.getsockname()[:2], self.worker_role.count, self.writer_role.count,
+            "hsscp storescp listening: AE title %s, address %s, port %d, %s; %d workers and %d writers",
+            self.ae_title, host or "every interface", port, where, self.worker_role.count, self.writer_role.count,
         )
         try:
             exit_code = Supervisor(self, self.settings.heartbeat_timeout).run()
