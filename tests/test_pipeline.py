@@ -139,6 +139,33 @@ def test_a_failing_or_hanging_hook_is_logged_and_the_server_goes_on(tmp_path):
     assert "timed out after 1s, its process group was killed" in scp.output
 
 
+def test_a_busy_hook_never_holds_back_a_response(tmp_path):
+    started, release = tmp_path / "started", tmp_path / "release"
+    busy = script(tmp_path, "busy.py", f"open({str(started)!r}, 'a').write('x')\n"
+                  f"while not os.path.exists({str(release)!r}):\n    time.sleep(0.05)")
+    sources = write_instances(tmp_path / "src", 5)
+    with hsscp_storescp(tmp_path / "out", "-xcr", busy, "--hook-concurrency", "1") as scp:
+        dcmtk_storescu(scp.port, sources)  # every one answered Success (checked), ...
+        wait_until(started.exists)
+        assert started.read_text() == "x"  # ... while the first hook still runs and the rest wait
+        release.touch()
+        wait_until(lambda: started.read_text() == "xxxxx")
+        assert scp.stop() == 0
+    assert len(stored_files(tmp_path / "out")) == 5
+
+
+def test_with_the_flat_layout_completion_reads_the_uids_from_the_files(tmp_path):
+    program, record = recorder(tmp_path)
+    sources = write_study(tmp_path / "src", 4, 2, 2)
+    out = tmp_path / "out"
+    with hsscp_storescp(out, "--layout", "flat", "--exec-on-eoseries", f"{program} {record} series #p",
+                        "--eoseries-timeout", "0.3") as scp:
+        dcmtk_storescu(scp.port, sources)
+        wait_until(lambda: len(calls(record)) >= 2)
+        assert scp.stop() == 0
+    assert calls(record) == [["series", str(out)]] * 2  # one per series, each in the one folder
+
+
 def test_completion_hooks_run_after_a_sigkill_of_the_whole_tree(tmp_path):
     program, record = recorder(tmp_path)
     sources = write_study(tmp_path / "src", 7, 2, 3)

@@ -14,7 +14,7 @@ from hsscp.completion import CompletionKind, CompletionTracker
 from hsscp.config import ProcessSettings
 from workers.messages import frame
 from workers.notify import InstanceStored, Notifier, frame_reader
-from workers.pipeline_state import replay_journal
+from workers.pipeline_state import STATE_FILE_NAME, SnapshotState, replay_journal
 from workers.scp import StorageSCP
 
 
@@ -141,3 +141,27 @@ def test_hook_flags_map_onto_the_configuration(capsys) -> None:
                  "eostudy_timeout = 5.0", 'exec_on_eoseries = "/bin/true"', "eoseries_timeout = 2.5",
                  "hook_timeout = 9.0", "hook_concurrency = 2"):
         assert line in text.splitlines()
+
+
+def test_the_snapshot_keeps_open_periods_and_sets_an_unreadable_one_aside(tmp_path, caplog) -> None:
+    path = tmp_path / STATE_FILE_NAME
+
+    async def save_then_restore() -> CompletionTracker:
+        state = SnapshotState(str(path), interval=0.01)
+        tracker = CompletionTracker(60, None)
+        tracker.note("9.1", "9.1.1", "/out/9.1", "/out/9.1/9.1.1", 100.0, calling_ae="CT1")
+        state.changed(tracker)
+        await asyncio.sleep(0.1)  # the throttled save ran
+        restored = CompletionTracker(60, None)
+        SnapshotState(str(path)).restore(restored)
+        return restored
+
+    (study,) = asyncio.run(save_then_restore()).due(1e9)
+    assert (study.study_uid, study.folder, study.instances, study.facts) == ("9.1", "/out/9.1", 1, {"calling_ae": "CT1"})
+    path.write_text("{not json")
+    tracker = CompletionTracker(60, None)
+    with caplog.at_level(logging.WARNING, logger="hsscp.pipeline"):
+        SnapshotState(str(path)).restore(tracker)
+    assert tracker.next_deadline() is None and not path.exists()
+    assert (tmp_path / f"{STATE_FILE_NAME}.bad").read_text() == "{not json"
+    assert "set aside, starting empty" in caplog.text
