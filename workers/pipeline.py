@@ -51,7 +51,7 @@ from hsscp.completion import Completion, CompletionKind, CompletionTracker
 from hsscp.dataset_peek import PeekError, peek_elements
 from hsscp.hooks import COMPLETION_PLACEHOLDERS, RECEPTION_PLACEHOLDERS, CommandTemplate, HookRunner
 from hsscp.part10 import Part10Error, parse_file_meta
-from hsscp.storage.local import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
+from hsscp.storage.local import PEEK_LIMIT, SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 from workers.notify import InstanceStored
 from workers.pipeline_state import layout_folders
 
@@ -60,7 +60,7 @@ __all__ = ["MAX_WAITING_EVENTS", "Pipeline", "PipelinePlan"]
 log = logging.getLogger("hsscp.pipeline")
 
 MAX_WAITING_EVENTS = 10_000
-HEAD_BYTES = 256 * 1024  # what is read of a stored file to find its study and series UIDs
+HEAD_READS = (16 * 1024, PEEK_LIMIT)  # bytes read of a stored file to find its study and series UIDs
 _UID_TAGS = frozenset({STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
 _TIMER_SLACK = 0.005  # seconds past a deadline the timer fires, so the deadline has passed
 
@@ -200,19 +200,25 @@ class Pipeline:
 
 
 def _uids_of_file(path: str) -> tuple[str, str]:
-    """The study and series UIDs of a stored file, or ("", "") if it cannot tell."""
-    try:
-        with open(path, "rb") as fp:
-            head = fp.read(HEAD_BYTES)
-        meta = parse_file_meta(head)
-        found = peek_elements(
-            memoryview(head)[meta.dataset_offset :], meta.transfer_syntax, _UID_TAGS,
-            complete=len(head) < HEAD_BYTES,
-        )
-    except (OSError, Part10Error, PeekError) as exc:
-        log.warning("cannot read the study and series of %s: %s", path, exc)
-        return "", ""
-    return found.get(STUDY_INSTANCE_UID, ""), found.get(SERIES_INSTANCE_UID, "")
+    """The study and series UIDs of a stored file, or ("", "") if it cannot tell.
+
+    They come early in a data set: a short read finds them, a longer one the rest.
+    """
+    for length in HEAD_READS:
+        try:
+            with open(path, "rb") as fp:
+                head = fp.read(length)
+            meta = parse_file_meta(head)
+            found = peek_elements(memoryview(head)[meta.dataset_offset :], meta.transfer_syntax,
+                                  _UID_TAGS, complete=len(head) < length)
+            return found.get(STUDY_INSTANCE_UID, ""), found.get(SERIES_INSTANCE_UID, "")
+        except PeekError as exc:
+            error: Exception = exc  # perhaps only too short a read: the next is longer
+        except (OSError, Part10Error) as exc:
+            error = exc
+            break
+    log.warning("cannot read the study and series of %s: %s", path, error)
+    return "", ""
 
 
 def _stored_attrs(message: InstanceStored, study: str, series: str) -> dict[str, Any]:
