@@ -80,7 +80,7 @@ class PipelinePlan:
     hook_timeout: float = 300.0
     hook_concurrency: int = 4
     handlers: events.HandlerSet | None = None
-    journal: str | None = None  # completion records go there, and restarts read it back
+    journaled: bool = False  # completion records go to the journal, and restarts read it back
     state_file: str = ""  # without a journal: the snapshot of open quiet periods
 
     @classmethod
@@ -88,7 +88,7 @@ class PipelinePlan:
         """The plan for ``settings`` (ProcessSettings) and the user's handlers; None if nothing runs."""
         handlers = events.HandlerSet(evt_handlers)
         bound = {event for event in events.PIPELINE_EVENTS if handlers.has(event)}
-        journal = getattr(settings, "journal", None)
+        journal = bool(getattr(settings, "journal", None))
 
         def command(name: str, allowed: frozenset[str]) -> CommandTemplate | None:
             text = getattr(settings, name)
@@ -107,7 +107,7 @@ class PipelinePlan:
             hook_timeout=settings.hook_timeout,
             hook_concurrency=settings.hook_concurrency,
             handlers=handlers if bound else None,
-            journal=journal,
+            journaled=journal,
             state_file=state_file,
         )
         return plan if plan.reception or track_study or track_series or bound else None

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from hsscp.transport import new_event_loop
 from workers.child import BOOT_FAILED, PARENT_DIED
@@ -44,6 +45,7 @@ class PipelineContext:
     plan: PipelinePlan
     socket_path: str
     heartbeat: Heartbeat
+    journal: Any = None  # hsscp.journal.Journal, when the store path keeps one
 
 
 def run_pipeline(ctx: PipelineContext) -> int:
@@ -97,7 +99,7 @@ async def _serve(ctx: PipelineContext) -> int:
     beating = loop.create_task(_beat(ctx.heartbeat))
     links: set[_Link] = set()
     try:
-        pipeline = Pipeline(ctx.plan, _state_for(ctx.plan))
+        pipeline = Pipeline(ctx.plan, _state_for(ctx.plan, ctx.journal))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(ctx.socket_path)  # left by the pipeline process this one replaces
         server = await loop.create_unix_server(lambda: _Link(pipeline, links), ctx.socket_path)
@@ -117,12 +119,12 @@ async def _serve(ctx: PipelineContext) -> int:
     return 0
 
 
-def _state_for(plan: PipelinePlan) -> SnapshotState | JournalState:
-    if plan.journal is None:
+def _state_for(plan: PipelinePlan, journal: Any) -> SnapshotState | JournalState:
+    if journal is None:
         return SnapshotState(plan.state_file)
-    from hsscp.journal import Journal, read_journal
+    from hsscp.journal import read_journal
 
-    return JournalState(Journal(plan.journal), lambda: read_journal(plan.journal))
+    return JournalState(journal, lambda: read_journal(journal.path))
 
 
 async def _beat(heartbeat: Heartbeat) -> None:

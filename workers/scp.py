@@ -149,7 +149,8 @@ class StorageSCP:
     def run_child(self, role: Role, index: int, heartbeat: Heartbeat) -> int:
         if role is self.pipeline_role:
             self.listener.close()
-            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat))
+            journal = getattr(self.storage, "journal", None)  # the store path's, when it keeps one
+            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat, journal))
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)
