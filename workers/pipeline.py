@@ -48,20 +48,15 @@ from typing import Any
 
 from hsscp import events
 from hsscp.completion import Completion, CompletionKind, CompletionTracker
-from hsscp.dataset_peek import PeekError, peek_elements
 from hsscp.hooks import COMPLETION_PLACEHOLDERS, RECEPTION_PLACEHOLDERS, CommandTemplate, HookRunner
-from hsscp.part10 import Part10Error, parse_file_meta
-from hsscp.storage.local import PEEK_LIMIT, SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 from workers.notify import InstanceStored
-from workers.pipeline_state import layout_folders
+from workers.stored_file import layout_folders, uids_of_file
 
 __all__ = ["MAX_WAITING_EVENTS", "Pipeline", "PipelinePlan"]
 
 log = logging.getLogger("hsscp.pipeline")
 
 MAX_WAITING_EVENTS = 10_000
-HEAD_READS = (16 * 1024, PEEK_LIMIT)  # bytes read of a stored file to find its study and series UIDs
-_UID_TAGS = frozenset({STUDY_INSTANCE_UID, SERIES_INSTANCE_UID})
 _TIMER_SLACK = 0.005  # seconds past a deadline the timer fires, so the deadline has passed
 
 
@@ -142,7 +137,7 @@ class Pipeline:
     def stored(self, message: InstanceStored) -> None:
         study, series = message.study_instance_uid, message.series_instance_uid
         if not (study and series) and (self.tracker is not None or self.handlers is not None):
-            study, series = _uids_of_file(message.path)
+            study, series = uids_of_file(message.path)
         folder, filename = os.path.split(message.path)
         facts = {"calling_ae": message.calling_ae, "called_ae": message.called_ae, "peer": message.peer_host}
         if self.plan.reception is not None:
@@ -197,28 +192,6 @@ class Pipeline:
             event = events.EVT_STUDY_COMPLETE if study else events.EVT_SERIES_COMPLETE
             self.handlers.notify(event, _completion_attrs(completion))
         self.state.completed(completion)
-
-
-def _uids_of_file(path: str) -> tuple[str, str]:
-    """The study and series UIDs of a stored file, or ("", "") if it cannot tell.
-
-    They come early in a data set: a short read finds them, a longer one the rest.
-    """
-    for length in HEAD_READS:
-        try:
-            with open(path, "rb") as fp:
-                head = fp.read(length)
-            meta = parse_file_meta(head)
-            found = peek_elements(memoryview(head)[meta.dataset_offset :], meta.transfer_syntax,
-                                  _UID_TAGS, complete=len(head) < length)
-            return found.get(STUDY_INSTANCE_UID, ""), found.get(SERIES_INSTANCE_UID, "")
-        except PeekError as exc:
-            error: Exception = exc  # perhaps only too short a read: the next is longer
-        except (OSError, Part10Error) as exc:
-            error = exc
-            break
-    log.warning("cannot read the study and series of %s: %s", path, error)
-    return "", ""
 
 
 def _stored_attrs(message: InstanceStored, study: str, series: str) -> dict[str, Any]:

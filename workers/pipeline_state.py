@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hsscp.completion import Completion, CompletionKind, CompletionTracker
+from workers.stored_file import layout_folders, uids_of_file
 
 __all__ = ["SNAPSHOT_INTERVAL", "STATE_FILE_NAME", "JournalState", "SnapshotState", "replay_journal"]
 
@@ -162,16 +163,19 @@ def completion_record(completion: Completion) -> dict[str, Any]:
 def replay_journal(records: Iterable[dict[str, Any]], tracker: CompletionTracker) -> set[str]:
     """Note in ``tracker`` the stored instances no completion record follows.
 
-    Returns their SOP Instance UIDs. Records of other kinds, and stored
-    records without study and series UIDs, are passed over.
+    Returns their SOP Instance UIDs. A stored record without study and
+    series UIDs takes them from its file; records of other kinds are passed over.
     """
     open_instances: dict[str, set[str]] = {}
     for record in records:
         event = record.get("event")
         study = record.get("study_instance_uid") or ""
         series = record.get("series_instance_uid") or ""
+        path = str(record.get("path") or "")
+        if event == "stored" and path and not (study and series):
+            study, series = uids_of_file(path)  # a record without them: the file has them
         if event == "stored" and study and series:
-            folder = os.path.dirname(record.get("path") or "")
+            folder = os.path.dirname(path)
             series_folder, study_folder = layout_folders(folder, study, series)
             facts = {key: str(record.get(key) or "") for key in ("calling_ae", "called_ae")}
             host, _, port = str(record.get("peer") or "").rpartition(":")
@@ -184,14 +188,6 @@ def replay_journal(records: Iterable[dict[str, Any]], tracker: CompletionTracker
             tracker.discard(CompletionKind.STUDY, study)
             open_instances.pop(study, None)
     return set().union(*open_instances.values())
-
-
-def layout_folders(folder: str, study: str, series: str) -> tuple[str, str]:
-    """(series folder, study folder) of a file in ``folder``: the study layout's, else ``folder``."""
-    parent, name = os.path.split(folder)
-    if name == series and os.path.basename(parent) == study:
-        return folder, parent
-    return folder, folder
 
 
 def _epoch(text: Any) -> float:
