@@ -1,4 +1,4 @@
-"""Micro benchmarks of the protocol path (pytest-benchmark).
+"""Micro benchmarks of the protocol path and of the store path's checks (pytest-benchmark).
 
 Run: make bench   (or: .venv/bin/python -m pytest bench -q --benchmark-only)
 The 16 KiB and 1 MiB P-DATA-TF decodes should cost about the same: values
@@ -7,11 +7,18 @@ are views into the buffer, never copies.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from hsscp import dimse, items, pdu
+from hsscp.dataset_walk import encoding_of, find_defect
 from hsscp.engine import Engine, Role
+from hsscp.loadgen import uidpatch
+from hsscp.loadgen.datasets import KINDS
 from hsscp.reader import PduReader
+from hsscp.storage import Storage, StoreRequest
+from hsscp.storage.content import Spooled
 from tests.engine_pair import IMPLICIT_LE, Pair
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -133,3 +140,54 @@ def test_peer_pynetdicom_decode_associate_rq_128_contexts(benchmark):
         return decoded
 
     assert len(benchmark(decode).presentation_context) == 128
+
+
+# The store path's completeness check (hsscp.dataset_walk.find_defect) on the data sets of
+# `hsscp bench`: whole, and in the pieces a worker holds them in (one per PDV). Its cost
+# beside a whole store of the same instance (fsync none, the file removed between rounds).
+
+WALKS = [("tiny", None), ("ct", None), ("ct", 16 * 1024), ("multiframe", None), ("multiframe", 1024 * 1024)]
+
+
+def bench_data_set(kind: str) -> tuple[str, memoryview]:
+    syntax, data = KINDS[kind].template(0)
+    return syntax, memoryview(data)
+
+
+@pytest.mark.parametrize(("kind", "piece"), WALKS, ids=[f"{k}-{p or 'whole'}" for k, p in WALKS])
+def test_completeness_walk(benchmark, kind, piece):
+    syntax, view = bench_data_set(kind)
+    segments = [view] if piece is None else [view[i : i + piece] for i in range(0, len(view), piece)]
+    assert benchmark(find_defect, segments, encoding_of(syntax)) is None
+
+
+def test_completeness_walk_of_a_spooled_multiframe(benchmark, tmp_path):
+    """64 MiB in a spool file, 64 KiB of it in memory: the walk reads at the headers it needs."""
+    syntax, view = bench_data_set("multiframe")
+    path = tmp_path / "spool"
+    path.write_bytes(view)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        content = Spooled(fd, 0, len(view), view[: 64 * 1024])
+        assert benchmark(content.structure_defect, syntax) is None
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["tiny", "ct"])
+def test_store_in_memory_without_fsync(benchmark, tmp_path, kind):
+    """A whole new-instance store (checks, write, link into place), for the walk's share of it."""
+    syntax, view = bench_data_set(kind)
+    plan = uidpatch.plan(view, syntax)
+    request = StoreRequest(plan.original(uidpatch.SOP_CLASS_UID), plan.original(uidpatch.SOP_INSTANCE_UID), syntax)
+    storage = Storage(tmp_path / "out", layout="flat", fsync="none")
+    stored = storage.out_dir / f"{request.sop_instance_uid}.dcm"
+
+    def store():
+        return storage.store_segments(request, [view]).duplicate
+
+    def fresh():  # every round a new instance, not a duplicate
+        if stored.exists():
+            os.unlink(stored)
+
+    assert benchmark.pedantic(store, setup=fresh, rounds=200, warmup_rounds=5) is None

@@ -22,6 +22,7 @@ from hsscp import __version__
 from hsscp.cli_dcmtk import add_storescp_flags, unsupported_settings
 from hsscp.cli_parser import PREFIX_CHARS, CommandParser, deferred
 from hsscp.config import (
+    DUPLICATE_POLICIES,
     FSYNC_POLICIES,
     LAYOUTS,
     LOG_LEVELS,
@@ -141,6 +142,8 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                    help="what is fsynced before Success is answered (default file)")
     g.add_argument("--spool-threshold", dest="spool_threshold", type=_size, metavar="BYTES",
                    help="data sets larger than this spill to disk as they arrive (default 4M)")
+    g.add_argument("--on-duplicate", dest="on_duplicate", choices=DUPLICATE_POLICIES,
+                   help="a SOP instance stored before, with other bytes (default overwrite)")
     g.add_argument("--ignore", action=argparse.BooleanOptionalAction,
                    help="receive and answer Success but write nothing")
     g.add_argument("--inline-limit", dest="inline_limit", type=parse_size, metavar="BYTES",

@@ -35,6 +35,7 @@ from hsscp.hooks import (
 )
 
 __all__ = [
+    "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
     "HOOK_COMMANDS",
     "LAYOUTS",
@@ -52,6 +53,7 @@ __all__ = [
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
+DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -109,6 +111,8 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     unique_filenames: bool = False  # never replace the file of an instance received again (+uf)
     filename_extension: str = ".dcm"  # of the files written (-fe)
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
+    # What a store of a SOP instance already stored with other bytes does.
+    on_duplicate: str = "overwrite"
     # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
     # run by the pipeline process ("": none); a study or series completes after this many quiet seconds.
     exec_on_reception: str = ""
@@ -124,7 +128,7 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
-        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES)):
+        for name, allowed in (("layout", LAYOUTS), ("fsync", FSYNC_POLICIES), ("on_duplicate", DUPLICATE_POLICIES)):
             _check_choice(self, name, allowed)
         # `not >` also refuses NaN.
         if not self.heartbeat_timeout > 0:

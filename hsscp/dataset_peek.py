@@ -31,7 +31,7 @@ from hsscp.dataset_walk import (
 )
 from hsscp.errors import InvalidInput
 
-__all__ = ["PeekError", "peek_elements"]
+__all__ = ["PeekError", "peek_elements", "peek_prefix"]
 
 _TEXT_VRS = frozenset(b"AE AS CS DA DS DT IS LO LT PN SH ST TM UC UI UR UT".split())
 
@@ -62,8 +62,23 @@ def peek_elements(
     unless ``complete`` says ``data`` is the whole data set: then they are
     simply absent.
     """
+    return peek_prefix(data, transfer_syntax, tags, complete=complete)[0]
+
+
+def peek_prefix(
+    data: bytes | bytearray | memoryview,
+    transfer_syntax: str,
+    tags: frozenset[int],
+    *,
+    complete: bool = False,
+) -> tuple[dict[int, str], int]:
+    """As :func:`peek_elements`, and how far the walk went: a top-level element boundary.
+
+    The structure up to that offset is whole (headers in the bytes, sequences
+    closed), so a completeness check may start there. 0 for a deflated data set.
+    """
     if not tags:
-        return {}
+        return {}, 0
     if max(tags) >= ITEM:
         # Items and delimiters end the walk as tags past the last one asked for.
         raise ValueError("only data element tags below (FFFE,E000) can be peeked")
@@ -71,26 +86,27 @@ def peek_elements(
     if view.format != "B" or view.ndim != 1:
         view = view.cast("B")
     if transfer_syntax == DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN:
-        return _peek_deflated(view, tags, complete)
-    found, short_at = _walk(view, encoding_of(transfer_syntax), tags)
-    return _conclude(found, short_at, len(view), tags, complete, "bytes")
+        return _peek_deflated(view, tags, complete), 0
+    found, short_at, walked = _walk(view, encoding_of(transfer_syntax), tags)
+    found = _conclude(found, short_at, len(view), tags, complete, "bytes")
+    return found, walked if short_at is None else len(view)
 
 
 def _walk(
     view: memoryview, encoding: Encoding, tags: frozenset[int]
-) -> tuple[dict[int, str], int | None]:
-    """Values found, and None if the walk was decided or the offset where the bytes ran out."""
+) -> tuple[dict[int, str], int | None, int]:
+    """Values found; None if the walk was decided or the offset where the bytes ran out; how far it went."""
     found: dict[int, str] = {}
     try:
         if encoding.implicit:
-            short_at = _walk_implicit(view, tags, found)
+            short_at, walked = _walk_implicit(view, tags, found)
         else:
-            short_at = _walk_explicit(view, encoding, tags, found)
+            short_at, walked = _walk_explicit(view, encoding, tags, found)
     except OutOfData as short:
-        short_at = short.offset
+        short_at, walked = short.offset, 0
     except MalformedDataset as error:
         raise PeekError(str(error)) from None
-    return found, short_at
+    return found, short_at, walked
 
 
 def _conclude(
@@ -115,8 +131,8 @@ _MORE = -1  # what _take answers while the walk goes on
 
 def _walk_explicit(
     view: memoryview, encoding: Encoding, tags: frozenset[int], found: dict[int, str]
-) -> int | None:
-    """Fill ``found``; None once decided, or the offset where the bytes ran out.
+) -> tuple[int | None, int]:
+    """Fill ``found``; None once decided (and the offset reached), or the offset where the bytes ran out.
 
     The hot loop, kept to a few operations per element: unpack_from raising
     struct.error is the bounds check for headers (a skipped value is checked
@@ -133,7 +149,7 @@ def _walk_explicit(
         while True:
             group, element, vr, length = header(view, pos)
             if group >= last_group and (group << 16 | element) > last:
-                return None
+                return None, pos
             try:
                 header_length = header_lengths[vr]
             except KeyError:
@@ -149,12 +165,14 @@ def _walk_explicit(
                 and (tag := group << 16 | element) in tags
                 and (decided := _take(view, tag, vr, pos, length, tags, found)) != _MORE
             ):
-                return decided
+                return decided, pos
     except struct.error:
-        return pos
+        return pos, 0
 
 
-def _walk_implicit(view: memoryview, tags: frozenset[int], found: dict[int, str]) -> int | None:
+def _walk_implicit(
+    view: memoryview, tags: frozenset[int], found: dict[int, str]
+) -> tuple[int | None, int]:
     """Fill ``found``; None once decided, or the offset where the bytes ran out (as above)."""
     header = IMPLICIT_LE.header.unpack_from
     last, last_group, groups = _bounds(tags)
@@ -163,7 +181,7 @@ def _walk_implicit(view: memoryview, tags: frozenset[int], found: dict[int, str]
         while True:
             group, element, length = header(view, pos)
             if group >= last_group and (group << 16 | element) > last:
-                return None
+                return None, pos
             if length == UNDEFINED_LENGTH:  # implicit VR: only a sequence has undefined length
                 pos = skip_undefined(view, pos, group << 16 | element, b"", IMPLICIT_LE)
                 continue
@@ -173,9 +191,9 @@ def _walk_implicit(view: memoryview, tags: frozenset[int], found: dict[int, str]
                 and (tag := group << 16 | element) in tags
                 and (decided := _take(view, tag, b"", pos, length, tags, found)) != _MORE
             ):
-                return decided
+                return decided, pos
     except struct.error:
-        return pos
+        return pos, 0
 
 
 def _bounds(tags: frozenset[int]) -> tuple[int, int, frozenset[int]]:
@@ -210,7 +228,7 @@ def _peek_deflated(view: memoryview, tags: frozenset[int], complete: bool) -> di
         inflated = inflater.inflate_to(target)
         # Released on exit, so the next round may grow the bytearray.
         with memoryview(inflated) as prefix:
-            found, short_at = _walk(prefix, EXPLICIT_LE, tags)
+            found, short_at, _walked = _walk(prefix, EXPLICIT_LE, tags)
         if short_at is None or len(inflated) < target or target >= _INFLATE_LIMIT:
             whole = inflater.finished
             if complete and short_at is not None and not whole and len(inflated) < target:

@@ -484,7 +484,7 @@ def test_read_only_file_system_is_a_processing_failure(tiny_fs: Path) -> None:
         ("writev", errno.EDQUOT, Status.OUT_OF_RESOURCES),
         ("writev", errno.ENOMEM, Status.OUT_OF_RESOURCES),
         ("fsync", errno.EIO, Status.PROCESSING_FAILURE),
-        ("replace", errno.EACCES, Status.PROCESSING_FAILURE),
+        ("link", errno.EACCES, Status.PROCESSING_FAILURE),  # the move into place
         ("mkdir", errno.EACCES, Status.PROCESSING_FAILURE),
     ],
 )
@@ -515,7 +515,7 @@ def test_spooled_rename_failure_removes_the_spool(
     def fail(*args: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "replace", fail)
+    monkeypatch.setattr(os, "link", fail)  # the move into place
     outcome = storage.store_spooled(request(), path, memoryview(dataset))
     assert outcome.status == Status.OUT_OF_RESOURCES
     assert not path.exists()
@@ -550,8 +550,10 @@ def test_fsync_policies(
     # file+dir, first of its study: the file, its folder, and the two new folders' parents
     assert len(fsyncs) == first
     fsyncs.clear()
-    path = spool(storage, request(), dataset)
-    assert storage.store_spooled(request(), path, memoryview(dataset)).status == 0
+    # Another instance of the series (the same bytes again would leave the file as it is).
+    other = INSTANCE + ".2"
+    path = spool(storage, request(other), make_dataset(other))
+    assert storage.store_spooled(request(other), path, memoryview(make_dataset(other))).status == 0
     assert len(fsyncs) == again
 
 
@@ -596,4 +598,5 @@ def test_messages_travel_between_processes() -> None:
     for message in (req, outcome, request()):
         encoded = msgspec.msgpack.encode(message)
         assert msgspec.msgpack.decode(encoded, type=type(message)) == message
-    assert msgspec.json.encode(outcome) == b'[42752,"","out of resources: ENOSPC",0]'
+    # array_like: the fields in order, the duplicate case last
+    assert msgspec.json.encode(outcome) == b'[42752,"","out of resources: ENOSPC",0,null]'

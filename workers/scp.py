@@ -125,6 +125,7 @@ class StorageSCP:
             FsyncPolicy(settings.fsync),
             implementation_class_uid=str(self.ae.implementation_class_uid or IMPLEMENTATION_CLASS_UID),
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
+            on_duplicate=settings.on_duplicate,
         )
         stale = self.storage.remove_temp_files()
         if stale:

@@ -2,16 +2,20 @@
 
 :mod:`hsscp.storage.backend` holds the contract (:class:`StorageBackend`)
 and the messages that cross processes; :mod:`hsscp.storage.local` the
-backend that writes Part 10 files.
+backend that writes Part 10 files, with :mod:`hsscp.storage.content` (the
+completeness check and the comparison of a data set with a stored copy) and
+:mod:`hsscp.storage.install` (final names, by the duplicate policy).
 """
 
 from hsscp.storage.backend import (
+    DUPLICATE_SOP_INSTANCE,
     StorageBackend,
     StoreOutcome,
     StoreRequest,
     failure,
     os_error_outcome,
 )
+from hsscp.storage.install import Duplicate, DuplicatePolicy
 from hsscp.storage.local import (
     PEEK_LIMIT,
     TEMP_DIR_NAME,
@@ -22,8 +26,11 @@ from hsscp.storage.local import (
 )
 
 __all__ = [
+    "DUPLICATE_SOP_INSTANCE",
     "PEEK_LIMIT",
     "TEMP_DIR_NAME",
+    "Duplicate",
+    "DuplicatePolicy",
     "FsyncPolicy",
     "Layout",
     "Storage",

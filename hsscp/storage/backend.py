@@ -20,6 +20,7 @@ from hsscp.dimse_status import Status
 
 __all__ = [
     "COMMENT_LENGTH",
+    "DUPLICATE_SOP_INSTANCE",
     "StorageBackend",
     "StoreOutcome",
     "StoreRequest",
@@ -29,6 +30,8 @@ __all__ = [
 
 # Error comments are LO (PS3.7 C.4: at most 64 characters).
 COMMENT_LENGTH = 64
+# PS3.7 C.4.1: "Duplicate SOP Instance" (pynetdicom's name), a failure.
+DUPLICATE_SOP_INSTANCE = 0x0111
 # What the system lacks rather than what is wrong: the store may succeed later (0xA700).
 OUT_OF_RESOURCES_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.ENOMEM, errno.EMFILE, errno.ENFILE}
@@ -52,12 +55,20 @@ class StoreRequest(msgspec.Struct, frozen=True, array_like=True):
 
 
 class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
-    """The result of a store: the C-STORE-RSP status, and where the file went."""
+    """The result of a store: the C-STORE-RSP status, and where the file went.
+
+    ``duplicate`` is None for a SOP instance not stored before; otherwise what
+    became of the new copy: "overwritten", "kept", "renamed", "rejected", or
+    "identical" (the same bytes were stored already and were left as they
+    were). ``path`` then names the file that holds the instance (for
+    "rejected", none).
+    """
 
     status: int
     path: str = ""
     error_comment: str = ""
     bytes_written: int = 0
+    duplicate: str | None = None
 
 
 @runtime_checkable
@@ -77,11 +88,20 @@ class StorageBackend(Protocol):
     * **Temporary names carry the owner's pid**, so that
       :meth:`remove_temp_files` can clean up after a process that died
       mid-store, while the others keep writing.
+    * **Only whole data sets.** A data set that is structurally cut (an
+      element running past its end, a sequence, item or encapsulated pixel
+      data never closed) is refused with 0xC000 and stored nowhere; a stored
+      copy of that SOP instance is left as it was.
+    * **Duplicates by policy.** A SOP instance stored before is overwritten,
+      kept, stored beside it or refused (0x0111) as configured, and the
+      outcome says which; the very same bytes again are a Success that
+      leaves the stored copy as it is ("identical").
     * **Failures are statuses, not exceptions**, for bad requests and
       failed writes alike: 0xA700 out of resources, 0xA900 data set does not
       match the request, 0xC000 cannot understand, 0x0110 processing failure
       (see :func:`os_error_outcome`); the comment never names a path.
-    * **Safe from several processes at once**: writers share one backend.
+    * **Safe from several processes at once**: writers share one backend;
+      two copies of one SOP instance stored at once never mix.
     """
 
     def temp_path(self, tag: str) -> Path:

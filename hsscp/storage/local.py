@@ -10,6 +10,11 @@ system, so the rename is atomic), fsynced as the policy says and renamed
 into place; only then is the store a success. Every failure removes the
 temporary file, so no partial file ever carries a final name.
 
+Before that, the data set must be whole (:mod:`hsscp.storage.content`: its
+element headers walked to the end, values skipped), or it is refused with
+0xC000. A SOP instance already stored is handled by the duplicate policy
+(:mod:`hsscp.storage.install`).
+
 UIDs become folder and file names only after :func:`hsscp.uid.is_valid_uid`
 accepted them (digits and dots, at most 64 characters), so nothing from the
 wire can name a path outside the output folder.
@@ -27,10 +32,18 @@ from enum import StrEnum
 from pathlib import Path
 
 from hsscp.aet import normalize_ae_title
-from hsscp.dataset_peek import PeekError, peek_elements
+from hsscp.dataset_peek import PeekError, peek_prefix
 from hsscp.dimse import Status
 from hsscp.part10 import build_file_meta
-from hsscp.storage.backend import StoreOutcome, StoreRequest, failure, os_error_outcome
+from hsscp.storage.backend import (
+    DUPLICATE_SOP_INSTANCE,
+    StoreOutcome,
+    StoreRequest,
+    failure,
+    os_error_outcome,
+)
+from hsscp.storage.content import DatasetBytes, InMemory, Spooled, defect_of
+from hsscp.storage.install import Duplicate, DuplicatePolicy, Installer, discard
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
 
 _log = logging.getLogger(__name__)
@@ -79,8 +92,10 @@ class Storage:
     The local file system :class:`~hsscp.storage.backend.StorageBackend`.
 
     Safe to use from several threads and processes at once: temporary names
-    are unique and ``os.replace`` is atomic, so concurrent stores of one SOP
-    Instance UID leave one complete file (the last renamed).
+    are unique, and final names are only ever created atomically
+    (``os.link``) or replaced whole (``os.replace``), so concurrent stores of
+    one SOP Instance UID never mix: each final file is one whole copy.
+    ``on_duplicate`` says what a store of an instance already stored does.
     """
 
     def __init__(
@@ -90,9 +105,11 @@ class Storage:
         fsync: FsyncPolicy | str = FsyncPolicy.FILE,
         implementation_class_uid: str = IMPLEMENTATION_CLASS_UID,
         implementation_version_name: str = IMPLEMENTATION_VERSION_NAME,
+        on_duplicate: DuplicatePolicy | str = DuplicatePolicy.OVERWRITE,
     ) -> None:
         self.layout = Layout(layout)
         self.fsync = FsyncPolicy(fsync)
+        self.on_duplicate = DuplicatePolicy(on_duplicate)
         self.implementation_class_uid = str(implementation_class_uid)
         self.implementation_version_name = implementation_version_name
         # Plain strings on the hot path: os.path is much cheaper than pathlib.
@@ -101,6 +118,9 @@ class Storage:
         os.makedirs(self._tmp, exist_ok=True)
         self._wanted = _STUDY_TAGS if self.layout is Layout.STUDY else _FLAT_TAGS
         self._counter = itertools.count()
+        self._installer = Installer(
+            self._out, self.on_duplicate, sync_folders=self.fsync is FsyncPolicy.FILE_AND_DIR
+        )
 
     @property
     def out_dir(self) -> Path:
@@ -152,20 +172,24 @@ class Storage:
             return rejected
         length = sum(len(view) for view in views)
         head = views[0][:PEEK_LIMIT] if views else memoryview(b"")
-        target = self._target(request, head, complete=len(head) >= length)
-        if isinstance(target, StoreOutcome) and len(head) < min(length, PEEK_LIMIT):
+        placed = self._target(request, head, complete=len(head) >= length)
+        if isinstance(placed, StoreOutcome) and len(head) < min(length, PEEK_LIMIT):
             # The first piece was too short to tell: look again at a longer start (a rare copy).
             head = _joined_head(views)
-            target = self._target(request, head, complete=len(head) >= length)
-        if isinstance(target, StoreOutcome):
-            return target
+            placed = self._target(request, head, complete=len(head) >= length)
+        if isinstance(placed, StoreOutcome):
+            return placed
+        target, checked = placed
+        content = InMemory(views, length)
+        refused = self._refuse_incomplete(request, content, checked)
+        if refused is not None:
+            return refused
         meta = self.meta_for(request)
         temp = self._temp_name("store")
 
         def write_and_install() -> StoreOutcome:
             self._write_file(temp, meta, views)
-            self._install(temp, target)
-            return StoreOutcome(Status.SUCCESS, target, bytes_written=len(meta) + length)
+            return self._install(request, temp, target, content, len(meta) + length)
 
         return _consuming(temp, request, write_and_install)
 
@@ -186,16 +210,26 @@ class Storage:
         rejected = self._check_request(request)
         if rejected is not None:
             return rejected
-        size = os.stat(spool).st_size
-        head = memoryview(head)[:PEEK_LIMIT]
-        dataset_length = size - len(self.meta_for(request))
-        target = self._target(request, head, complete=len(head) >= dataset_length)
-        if isinstance(target, StoreOutcome):
-            return target
-        if self.fsync is not FsyncPolicy.NONE:
-            _fsync_path(spool, os.O_RDONLY)
-        self._install(spool, target)
-        return StoreOutcome(Status.SUCCESS, target, bytes_written=size)
+        fd = os.open(spool, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
+            meta_length = len(self.meta_for(request))
+            dataset_length = size - meta_length
+            peeked = memoryview(head)[:PEEK_LIMIT]
+            placed = self._target(request, peeked, complete=len(peeked) >= dataset_length)
+            if isinstance(placed, StoreOutcome):
+                return placed
+            target, checked = placed
+            content = Spooled(fd, meta_length, dataset_length, memoryview(head))
+            refused = self._refuse_incomplete(request, content, checked)
+            if refused is not None:
+                return refused
+            if self.fsync is not FsyncPolicy.NONE:
+                os.fsync(fd)
+            # Still open: a stored copy is compared with it, if there is one.
+            return self._install(request, spool, target, content, size)
+        finally:
+            os.close(fd)
 
     def remove_temp_files(self, owner_pid: int | None = None) -> int:
         """Delete stale temporary files: all of them, or those of the dead process ``owner_pid``.
@@ -235,10 +269,10 @@ class Storage:
 
     def _target(
         self, request: StoreRequest, head: memoryview, complete: bool
-    ) -> str | StoreOutcome:
-        """The final path of a valid data set, or why the data set is refused."""
+    ) -> tuple[str, int] | StoreOutcome:
+        """The final path of a valid data set and how far its structure was walked; or why it is refused."""
         try:
-            found = peek_elements(head, request.transfer_syntax, self._wanted, complete=complete)
+            found, walked = peek_prefix(head, request.transfer_syntax, self._wanted, complete=complete)
         except PeekError as error:
             # PeekError messages carry tags, offsets and VRs (repr), no wire text.
             return failure(Status.CANNOT_UNDERSTAND, str(error))
@@ -253,7 +287,7 @@ class Storage:
                 return failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
         file_name = request.sop_instance_uid + ".dcm"
         if self.layout is Layout.FLAT:
-            return os.path.join(self._out, file_name)
+            return os.path.join(self._out, file_name), walked
         folders = []
         for tag in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID):
             uid = found.get(tag)
@@ -264,7 +298,7 @@ class Storage:
                     Status.CANNOT_UNDERSTAND, f"invalid {_TAG_NAMES[tag]} in the data set"
                 )
             folders.append(uid)
-        return os.path.join(self._out, *folders, file_name)
+        return os.path.join(self._out, *folders, file_name), walked
 
     def _write_file(self, temp: str, meta: bytes, dataset: list[memoryview]) -> None:
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
@@ -275,32 +309,24 @@ class Storage:
         finally:
             os.close(fd)
 
-    def _install(self, temp: str, target: str) -> None:
-        """Rename ``temp`` to ``target``, making its folders if needed; fsync folders per policy."""
-        try:
-            os.replace(temp, target)
-            created: list[str] = []
-        except FileNotFoundError:  # first instance of its study or series
-            created = self._make_folders(os.path.dirname(target))
-            os.replace(temp, target)
-        if self.fsync is FsyncPolicy.FILE_AND_DIR:
-            for folder in {os.path.dirname(target), *map(os.path.dirname, created)}:
-                _fsync_path(folder, os.O_RDONLY | os.O_DIRECTORY)
+    def _refuse_incomplete(
+        self, request: StoreRequest, content: DatasetBytes, checked: int
+    ) -> StoreOutcome | None:
+        """Refuse a data set that is not structurally whole past ``checked``; None if it is."""
+        defect = defect_of(content, request.transfer_syntax, checked)
+        if defect is None:
+            return None
+        _log.warning("refused %s: data set not whole: %s", request.sop_instance_uid, defect)
+        return failure(Status.CANNOT_UNDERSTAND, defect.message)
 
-    def _make_folders(self, folder: str) -> list[str]:
-        """Create ``folder`` and its missing parents below the output folder; those created."""
-        missing = []
-        while folder != self._out and not os.path.isdir(folder):
-            missing.append(folder)
-            folder = os.path.dirname(folder)
-        created = []
-        for path in reversed(missing):
-            try:
-                os.mkdir(path)
-            except FileExistsError:  # a concurrent store made it first
-                continue
-            created.append(path)
-        return created
+    def _install(
+        self, request: StoreRequest, temp: str, target: str, content: DatasetBytes, size: int
+    ) -> StoreOutcome:
+        """Move ``temp`` (``size`` bytes) into place by the duplicate policy; the outcome."""
+        path, duplicate = self._installer.install(temp, target, content, request.transfer_syntax)
+        if duplicate is None:
+            return StoreOutcome(Status.SUCCESS, path, bytes_written=size)
+        return _duplicate_outcome(request.sop_instance_uid, path, duplicate, size)
 
 
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
@@ -339,25 +365,18 @@ def _joined_head(views: list[memoryview]) -> memoryview:
     return memoryview(b"".join(head))
 
 
-def _fsync_path(path: str, flags: int) -> None:
-    fd = os.open(path, flags | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _discard(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as error:  # e.g. a read-only file system: nothing more to do
-        _log.warning(
-            "cannot remove temporary file %s: %s",
-            path,
-            errno.errorcode.get(error.errno, error.errno),
+def _duplicate_outcome(uid: str, path: str, duplicate: Duplicate, size: int) -> StoreOutcome:
+    """The outcome of a store whose SOP instance was stored before, logged."""
+    if duplicate is Duplicate.IDENTICAL:
+        _log.info("SOP instance %s received again with the same bytes: left as stored", uid)
+        return StoreOutcome(Status.SUCCESS, path, duplicate=duplicate.value)
+    _log.warning("duplicate SOP instance %s: %s (%s)", uid, duplicate, os.path.basename(path))
+    if duplicate is Duplicate.REJECTED:
+        return StoreOutcome(
+            DUPLICATE_SOP_INSTANCE, error_comment="duplicate SOP instance", duplicate=duplicate.value
         )
+    written = 0 if duplicate is Duplicate.KEPT else size
+    return StoreOutcome(Status.SUCCESS, path, bytes_written=written, duplicate=duplicate.value)
 
 
 def _temp_owner(name: str) -> int | None:
@@ -376,13 +395,13 @@ def _consuming(temp: str, request: StoreRequest, store: Callable[[], StoreOutcom
     try:
         outcome = store()
     except OSError as error:
-        _discard(temp)
+        discard(temp)
         return _os_failure(error, request)
     except BaseException:
-        _discard(temp)
+        discard(temp)
         raise
     if outcome.status != Status.SUCCESS:
-        _discard(temp)
+        discard(temp)
     return outcome
 
 
