@@ -58,6 +58,7 @@ class InstanceStored(msgspec.Struct, frozen=True, array_like=True):
     peer_host: str
     peer_port: int
     time: float  # when it was answered (time.time())
+    duplicate: str | None = None  # what became of a copy of an instance stored before (StoreOutcome)
 
 
 def instance_stored(protocol: Any, command: Any, outcome: StoreOutcome) -> InstanceStored:
@@ -81,6 +82,7 @@ def instance_stored(protocol: Any, command: Any, outcome: StoreOutcome) -> Insta
         peer_host=str(host),
         peer_port=int(port),
         time=time.time(),
+        duplicate=outcome.duplicate,
     )
 
 

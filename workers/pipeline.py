@@ -20,7 +20,9 @@ Event attributes (``event.assoc`` is None: the pipeline has no association):
 
 - ``EVT_INSTANCE_STORED``: ``path``, ``sop_class_uid``, ``sop_instance_uid``,
   ``study_instance_uid``, ``series_instance_uid``, ``status``, ``bytes``,
-  ``calling_ae``, ``called_ae``, ``peer`` (host, port), ``stored_at`` (epoch seconds).
+  ``calling_ae``, ``called_ae``, ``peer`` (host, port), ``stored_at`` (epoch seconds),
+  ``duplicate`` (None, or what became of a copy of an instance stored before:
+  "overwritten", "kept", "renamed", "identical").
 - ``EVT_SERIES_COMPLETE`` / ``EVT_STUDY_COMPLETE``: ``kind`` ("series" or
   "study"), ``study_instance_uid``, ``series_instance_uid`` (None for a
   study), ``folder``, ``instances`` (arrived in this quiet period),
@@ -207,6 +209,7 @@ def _stored_attrs(message: InstanceStored, study: str, series: str) -> dict[str,
         "called_ae": message.called_ae,
         "peer": (message.peer_host, message.peer_port),
         "stored_at": message.time,
+        "duplicate": message.duplicate,
     }
 
 
