@@ -27,6 +27,9 @@ REJECT_APPLICATION_CONTEXT = (1, 1, 2)
 REJECT_CALLING_AE_TITLE = (1, 1, 3)
 REJECT_CALLED_AE_TITLE = (1, 1, 7)
 REJECT_LOCAL_LIMIT = (2, 3, 2)
+# pynetdicom's answer to a user identity its EVT_USER_ID handler did not verify:
+# rejected-transient, service-provider (ACSE), no reason given.
+REJECT_USER_IDENTITY = (2, 2, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +68,12 @@ def build_request(
     if len(contexts) > MAX_REQUESTED_CONTEXTS:
         raise ValueError(f"At most {MAX_REQUESTED_CONTEXTS} presentation contexts can be requested")
     requested: list[PresentationContext] = []
-    roles: list = []
     for index, context in enumerate(contexts):
         copy = build_context(context.abstract_syntax, context.transfer_syntax)
         copy.context_id = 2 * index + 1
         copy.scu_role, copy.scp_role = context.scu_role, context.scp_role
         requested.append(copy)
-        if context.scu_role is not None or context.scp_role is not None:
-            roles.append(
-                items.RoleSelection(str(context.abstract_syntax), int(bool(context.scu_role)), int(bool(context.scp_role)))
-            )
+    roles = _role_items(requested)
     request = AAssociateRQ(
         called_ae_title=called_ae_title,
         calling_ae_title=identity.ae_title,
@@ -86,6 +85,26 @@ def build_request(
         user_information=items.UserInformation([*_identity_items(identity), *roles, *ext_neg]),
     )
     return request, requested
+
+
+def _role_items(contexts: Sequence[PresentationContext]) -> list[items.RoleSelection]:
+    """One SCP/SCU Role Selection item per SOP class proposing roles (PS3.7 D.3.3.4).
+
+    The item names one of three role values (SCU, SCP or both): a proposal
+    of neither, or contexts of one SOP class proposing different roles, is
+    refused (ValueError) rather than sent.
+    """
+    proposals: dict[str, tuple[int, int]] = {}
+    for context in contexts:
+        if context.scu_role is None and context.scp_role is None:
+            continue
+        uid = str(context.abstract_syntax)
+        proposal = (int(bool(context.scu_role)), int(bool(context.scp_role)))
+        if proposal == (0, 0):
+            raise ValueError(f"SCU and SCP Roles cannot both be unsupported for '{uid}'")
+        if proposals.setdefault(uid, proposal) != proposal:
+            raise ValueError(f"The requested contexts for '{uid}' propose different SCP/SCU roles")
+    return [items.RoleSelection(uid, scu, scp) for uid, (scu, scp) in proposals.items()]
 
 
 def requestor_contexts(requested: Sequence[PresentationContext], response: AAssociateAC) -> list[PresentationContext]:
@@ -108,6 +127,27 @@ class AcceptorPolicy:
     require_calling_aet: Sequence[str] = ()
     # How many operations we let the requestor have outstanding, if it asks.
     max_operations_performed: int = 1
+    # Whose transfer syntax order wins: the requestor's (hsscp's default: it knows its data)
+    # or the order of the supported context (pynetdicom's rule; DCMTK's +x= +xe +xi ...).
+    prefer_proposed: bool = True
+    # Accept storage abstract syntaxes no supported context names (DCMTK's -pm), in these syntaxes.
+    promiscuous_syntaxes: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExtendedAnswers:
+    """The acceptor's answers to the requestor's extended negotiation (its handlers' returns).
+
+    ``async_window`` None: the policy's own Asynchronous Operations answer.
+    """
+
+    identity_verified: bool = True
+    identity_response: bytes | None = None
+    sop_extended: dict[str, bytes] = field(default_factory=dict)
+    async_window: tuple[int, int] | None = None
+
+
+NO_EXTENDED_ANSWERS = ExtendedAnswers()
 
 
 @dataclass(slots=True)
@@ -119,9 +159,15 @@ class Answer:
     contexts: list[PresentationContext] = field(default_factory=list)
 
 
-def answer_request(request: AAssociateRQ, policy: AcceptorPolicy, at_capacity: bool = False) -> Answer:
+def answer_request(
+    request: AAssociateRQ,
+    policy: AcceptorPolicy,
+    at_capacity: bool = False,
+    extended: ExtendedAnswers = NO_EXTENDED_ANSWERS,
+) -> Answer:
     """Accept or reject an A-ASSOCIATE-RQ the way pynetdicom's acceptor does."""
-    rejection = _rejection(request, policy, at_capacity)
+    rejection = REJECT_USER_IDENTITY if not extended.identity_verified and not at_capacity else None
+    rejection = rejection or _rejection(request, policy, at_capacity)
     if rejection is not None:
         return Answer(rejection=AAssociateRJ(*rejection))
     proposed, malformed = [], []
@@ -136,14 +182,21 @@ def answer_request(request: AAssociateRQ, policy: AcceptorPolicy, at_capacity: b
     user_info = request.user_information
     roles = {r.sop_class_uid: (bool(r.scu_role), bool(r.scp_role)) for r in user_info.role_selections}
     contexts, role_replies = negotiate_as_acceptor(
-        proposed, policy.supported_contexts, roles, prefer_proposed=True
+        proposed, policy.supported_contexts, roles, prefer_proposed=policy.prefer_proposed,
+        unknown_syntaxes=policy.promiscuous_syntaxes,
     )
     subs = _identity_items(policy.identity)
     window = user_info.async_operations_window
-    if window is not None:
+    if window is not None and extended.async_window is not None:
+        invoked, performed = extended.async_window
+        subs.append(items.AsyncOperationsWindow(_window(window.max_performed, invoked), _window(window.max_invoked, performed)))
+    elif window is not None:
         # We invoke nothing on the requestor; we perform up to our configured number.
         subs.append(items.AsyncOperationsWindow(1, _window(window.max_invoked, policy.max_operations_performed)))
     subs += [items.RoleSelection(uid, int(scu), int(scp)) for uid, scu, scp in role_replies]
+    subs += [items.SOPClassExtendedNegotiation(uid, info) for uid, info in extended.sop_extended.items()]
+    if extended.identity_response is not None:
+        subs.append(items.UserIdentityAC(extended.identity_response))
     response = AAssociateAC(
         called_ae_title=request.called_ae_title,
         calling_ae_title=request.calling_ae_title,

@@ -57,8 +57,9 @@ class ApplicationEntity(PresentationContextLists):
 
     Attributes (properties, validated when set): ``ae_title``,
     ``acse_timeout`` (30 s), ``dimse_timeout`` (30 s), ``network_timeout``
-    (60 s), ``maximum_associations`` (10), ``maximum_pdu_size`` (16382, 0 is
-    unlimited), ``require_calling_aet`` ([]), ``require_called_aet`` (False),
+    (60 s), ``connection_timeout`` (None), ``maximum_associations`` (10),
+    ``maximum_pdu_size`` (16382, 0 is unlimited), ``require_calling_aet``
+    ([]), ``require_called_aet`` (False),
     ``implementation_class_uid``, ``implementation_version_name``,
     ``requested_contexts``, ``supported_contexts``, ``active_associations``.
     """
@@ -87,9 +88,15 @@ class ApplicationEntity(PresentationContextLists):
         self._acse_timeout: float | None = _DEFAULT_ACSE_TIMEOUT
         self._dimse_timeout: float | None = _DEFAULT_DIMSE_TIMEOUT
         self._network_timeout: float | None = _DEFAULT_NETWORK_TIMEOUT
+        self._connection_timeout: float | None = None
 
         self._require_calling_aet: list[str | bytes] = []
         self._require_called_aet = False
+
+        # hsscp's own acceptor settings (not pynetdicom's): whose transfer syntax order wins,
+        # and the syntaxes in which unknown abstract syntaxes are accepted (empty: refused).
+        self.prefer_requestor_syntax = True
+        self.promiscuous_syntaxes: list[str] = []
 
         self._lock = threading.Lock()
         self._associations: list[Any] = []
@@ -200,6 +207,25 @@ class ApplicationEntity(PresentationContextLists):
         self._network_timeout = _timeout(value, "network_timeout", _DEFAULT_NETWORK_TIMEOUT)
         self._propagate("network_timeout", self._network_timeout)
 
+    @property
+    def connection_timeout(self) -> float | None:
+        """The connection timeout (in seconds).
+
+        How long a requested association may take to establish its TCP (and
+        TLS) connection. None (the default) means no timeout; anything but a
+        positive number is logged and replaced by None, as in pynetdicom.
+        """
+        return self._connection_timeout
+
+    @connection_timeout.setter
+    def connection_timeout(self, value: float | None) -> None:
+        # Zero is refused too: it would make the socket non-blocking.
+        if value is not None and not (is_number(value) and value > 0):
+            LOGGER.warning("connection_timeout set to None")
+            value = None
+        self._connection_timeout = value
+        self._propagate("connection_timeout", value)
+
     def _propagate(self, name: str, value: float | None) -> None:
         # As in pynetdicom, a new timeout also applies to the live associations.
         for assoc in self.active_associations:
@@ -306,6 +332,8 @@ class ApplicationEntity(PresentationContextLists):
             supported_contexts=list(contexts) if contexts else self.supported_contexts,
             require_called_aet=self._require_called_aet,
             require_calling_aet=self._require_calling_aet_str,
+            prefer_proposed=self.prefer_requestor_syntax,
+            promiscuous_syntaxes=tuple(self.promiscuous_syntaxes),
         )
 
     # -- associations ------------------------------------------------------------

@@ -1,31 +1,35 @@
 """Associations as pynetdicom's API shows them: the ``Association`` a requestor gets.
 
 ``AE.associate`` (:func:`open_association`) connects, negotiates and hands
-back an Association whose ``send_c_echo``/``send_c_store`` block until the
-peer answers; :mod:`hsscp.blocking_driver` does the socket work around the
-sans-IO engine. A file path given to ``send_c_store`` is streamed from disk
-without being decoded (:mod:`hsscp.scu_datasets`).
-``Association(ae, "acceptor")`` makes a bare object of the same shape; an
-acceptor's I/O lives in the server.
+back an Association whose ``send_c_echo``/``send_c_store``
+(:mod:`hsscp.scu_services`) block until the peer answers;
+:mod:`hsscp.blocking_driver` does the socket work around the sans-IO
+engine. ``Association(ae, "acceptor")`` makes a bare object of the same
+shape; an acceptor's I/O lives in the server.
 
 Timeouts follow pynetdicom: ``acse_timeout`` while waiting for the
 A-ASSOCIATE and A-RELEASE answers, ``dimse_timeout`` for a DIMSE response,
-``network_timeout`` for any one read or write. Whichever expires, the
+``network_timeout`` for any one read or write and for how long an idle
+association may go without hearing from the peer. Whichever expires, the
 association is aborted.
+
+There is no reader thread. What the peer does while nobody calls (aborts,
+releases, closes) is read when the association's state is next looked at
+(``is_established``, ``is_aborted``...) or used: a zero-timeout check of
+the socket, fed to the engine. The network timeout of an idle association
+is checked at the same moments, so an association left idle past it is
+aborted when it is next looked at or used, as pynetdicom's reactor would
+have aborted it meanwhile.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from typing import Any
 
-from pydicom.dataset import Dataset
-
-from hsscp import dimse, events
+from hsscp import events, protocol_log
 from hsscp.acse import LocalIdentity, build_request, requestor_contexts
 from hsscp.aet import normalize_ae_title
 from hsscp.blocking_driver import BlockingDriver
@@ -40,27 +44,20 @@ from hsscp.indications import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
-from hsscp.part10 import read_file_meta
-from hsscp.pdu import PDU, AAssociateAC
+from hsscp.pdu import AAbort, AAssociateAC, AReleaseRP, AReleaseRQ
 from hsscp.presentation import ContextResult, PresentationContext
-from hsscp.scu_datasets import (
-    choose_context,
-    dataset_transfer_syntax,
-    encode_dataset,
-    file_dataset_chunks,
-    status_dataset,
-)
+from hsscp.scu_services import ScuServices
 from hsscp.service_user import MODE_ACCEPTOR, MODE_REQUESTOR, HasMode, ServiceUser
 from hsscp.transport import BlockingTransport, address_family
-from hsscp.uid import VERIFICATION_SOP_CLASS
-from hsscp.validation import DEFAULT_MAX_PDU, check_max_pdu, check_message_id, remote_address
+from hsscp.validation import DEFAULT_MAX_PDU, check_max_pdu, remote_address
+from hsscp.wire_watch import transition_hook, wire_watch
 
 __all__ = ["MODE_ACCEPTOR", "MODE_REQUESTOR", "Association", "ServiceUser", "open_association"]
 
 LOGGER = logging.getLogger("hsscp.association")
 
 
-class Association(HasMode):
+class Association(ScuServices, HasMode):
     """An association with a peer AE, as pynetdicom's ``Association`` presents it.
 
     ``Association(ae, mode)`` only records who we are; :meth:`request` then
@@ -79,16 +76,17 @@ class Association(HasMode):
         self.requestor = ServiceUser(MODE_REQUESTOR)
         self.acceptor = ServiceUser(MODE_ACCEPTOR)
 
-        self.is_established = False
-        self.is_rejected = False
-        self.is_aborted = False
-        self.is_released = False
+        # The state behind the is_* properties, which look at the socket first.
+        self._established = False
+        self._rejected = False
+        self._aborted = False
+        self._released = False
         # (result, source, reason) of an A-ASSOCIATE-RJ, and the Aborted indication, if any.
         self.rejection: tuple[int, int, int] | None = None
         self.abort_indication: Aborted | None = None
 
-        self._accepted: dict[int, PresentationContext] = {}
-        self._rejected: list[PresentationContext] = []
+        self._accepted_contexts: dict[int, PresentationContext] = {}
+        self._rejected_contexts: list[PresentationContext] = []
         self._context_cache: dict[tuple[str, str, bool], PresentationContext] = {}
 
         self.engine: Engine | None = None
@@ -125,12 +123,31 @@ class Association(HasMode):
             self._driver.network_timeout = value
 
     @property
+    def is_established(self) -> bool:
+        self._check()
+        return self._established
+
+    @property
+    def is_aborted(self) -> bool:
+        self._check()
+        return self._aborted
+
+    @property
+    def is_released(self) -> bool:
+        self._check()
+        return self._released
+
+    @property
+    def is_rejected(self) -> bool:
+        return self._rejected
+
+    @property
     def accepted_contexts(self) -> list[PresentationContext]:
-        return sorted(self._accepted.values(), key=lambda cx: cx.context_id or 0)
+        return sorted(self._accepted_contexts.values(), key=lambda cx: cx.context_id or 0)
 
     @property
     def rejected_contexts(self) -> list[PresentationContext]:
-        return self._rejected
+        return self._rejected_contexts
 
     @property
     def local(self) -> dict[str, Any]:
@@ -143,42 +160,41 @@ class Association(HasMode):
     def set_contexts(self, negotiated: Iterable[PresentationContext]) -> None:
         """Record the negotiation's outcome: accepted by context ID, the rest as rejected."""
         negotiated = list(negotiated)
-        self._accepted = {
+        self._accepted_contexts = {
             cx.context_id: cx for cx in negotiated if cx.result == ContextResult.ACCEPTANCE
         }
-        self._rejected = [cx for cx in negotiated if cx.result != ContextResult.ACCEPTANCE]
+        self._rejected_contexts = [cx for cx in negotiated if cx.result != ContextResult.ACCEPTANCE]
         self._context_cache.clear()
+
+    # -- handlers -------------------------------------------------------------------
 
     def bind_handlers(self, evt_handlers: Iterable | None) -> None:
         """Use ``evt_handlers`` ((event, handler[, args]) tuples) for this association's events."""
         self.handlers = events.HandlerSet(evt_handlers)
-        self._watch_pdus()
+        self.handlers.on_change = self._watch
+        self._watch()
 
     def bind(self, event: events.EventType, handler: Callable, args: list | None = None) -> None:
         """Bind ``handler`` to ``event``, as pynetdicom's ``Association.bind``."""
         self.handlers.bind(event, handler, args)
-        self._watch_pdus()
 
     def unbind(self, event: events.EventType, handler: Callable) -> None:
         self.handlers.unbind(event, handler)
-        self._watch_pdus()
 
-    def get_handlers(self, event: events.EventType) -> list:
-        return self.handlers.get_handlers(event)
+    def get_handlers(self, event: events.EventType) -> Any:
+        """pynetdicom's shapes: ``[(handler, args), ...]``, or ``(handler, args)`` for an intervention event."""
+        return self.handlers.bound(event)
 
-    def _watch_pdus(self) -> None:
-        # PDU events cost a copy and a decode of every PDU: only with a handler bound.
+    def _watch(self) -> None:
+        # The per-PDU events cost a copy and a decode of every PDU: only with a handler bound.
+        has, notify = self.handlers.has, self._notify
         if self._driver is not None:
-            self._driver.watch_pdus(
-                self._pdu_sent if self.handlers.has(events.EVT_PDU_SENT) else None,
-                self._pdu_received if self.handlers.has(events.EVT_PDU_RECV) else None,
-            )
+            self._driver.watch = wire_watch(has, notify)
+        if self.engine is not None:
+            self.engine.on_transition = transition_hook(has, notify)
 
-    def _pdu_sent(self, pdu: PDU) -> None:
-        self.handlers.notify(self, events.EVT_PDU_SENT, pdu=pdu)
-
-    def _pdu_received(self, pdu: PDU) -> None:
-        self.handlers.notify(self, events.EVT_PDU_RECV, pdu=pdu)
+    def _notify(self, event: events.NotificationEvent, **attrs: Any) -> None:
+        self.handlers.notify(self, event, **attrs)
 
     # -- establishment ---------------------------------------------------------
 
@@ -205,13 +221,17 @@ class Association(HasMode):
         remote = remote_address(addr, port)
         self.acceptor.address, self.acceptor.port = remote[0], remote[1]
         self.engine = Engine(Role.REQUESTOR)
+        self._watch()
+        LOGGER.info("Requesting Association")
         self.engine.request_association(request)
         if not self._connect(remote, bind_address, tls_args):
             return
         self._process(self.engine.connection_made())
+        protocol_log.log_associate_rq(LOGGER, request, outgoing=True)
         if not self._write(self.engine.pop_output()):
             return
-        self.handlers.notify(self, events.EVT_REQUESTED)
+        self._notify(events.EVT_ACSE_SENT, primitive=request)
+        self._notify(events.EVT_REQUESTED)
         answer = self._await((AssociationAccepted, AssociationRejected, Aborted), self.acse_timeout)
         if answer is None and self.transport is not None:
             LOGGER.error("ACSE timeout reached while waiting for response to association request")
@@ -261,10 +281,10 @@ class Association(HasMode):
             on_indications=self._process,
             on_closed=self._connection_closed,
         )
-        self._watch_pdus()
+        self._watch()
         local = transport.local_address
         self.requestor.address, self.requestor.port = local[0], local[1]
-        self.handlers.notify(self, events.EVT_CONN_OPEN, address=remote[:2])
+        self._notify(events.EVT_CONN_OPEN, address=remote[:2])
         return True
 
     def _accepted_by_peer(self, response: AAssociateAC) -> None:
@@ -273,15 +293,19 @@ class Association(HasMode):
         self.acceptor.implementation_class_uid = user_info.implementation_class_uid
         self.acceptor.implementation_version_name = user_info.implementation_version_name
         self.acceptor.user_information = user_info
-        self.set_contexts(requestor_contexts(self.requestor.requested_contexts, response))
-        self.handlers.notify(self, events.EVT_ACCEPTED)
-        if not self._accepted:
+        requested = self.requestor.requested_contexts
+        if LOGGER.isEnabledFor(logging.DEBUG):
+            proposed = {cx.context_id: str(cx.abstract_syntax) for cx in requested}
+            protocol_log.log_associate_ac(LOGGER, response, proposed, outgoing=False)
+        self.set_contexts(requestor_contexts(requested, response))
+        self._notify(events.EVT_ACCEPTED)
+        if not self._accepted_contexts:
             LOGGER.error("No accepted presentation contexts")
             self.abort()
             return
         LOGGER.info("Association Accepted")
-        self.is_established = True
-        self.handlers.notify(self, events.EVT_ESTABLISHED)
+        self._established = True
+        self._notify(events.EVT_ESTABLISHED)
         register = getattr(self._ae, "_register", None)
         if register is not None:
             register(self)
@@ -291,11 +315,13 @@ class Association(HasMode):
 
     def release(self) -> None:
         """Release the association (A-RELEASE); aborts if the peer does not answer in time."""
-        if not self.is_established or self.transport is None:
+        self._check()
+        if not self._established or self.transport is None:
             return
         LOGGER.info("Releasing Association")
         if not self._write(self.engine.release()):
             return
+        self._notify(events.EVT_ACSE_SENT, primitive=AReleaseRQ())
         answer = self._await((ReleaseConfirmed, Aborted), self.acse_timeout)
         if answer is None and self.transport is not None:
             LOGGER.error("ACSE timeout reached while waiting for the A-RELEASE response")
@@ -303,137 +329,31 @@ class Association(HasMode):
 
     def abort(self) -> None:
         """Abort the association (A-ABORT) and close the connection."""
-        if self._sent_abort or self.is_released or self.transport is None:
+        if self._sent_abort or self._released or self.transport is None:
             return
         self._sent_abort = True
         LOGGER.info("Aborting Association")
-        self._write(self.engine.abort_if_open())
+        sent = self.engine.abort_if_open()
+        if sent:
+            abort = AAbort()  # what abort_if_open sends: service user, no reason
+            protocol_log.log_abort(LOGGER, abort.source, abort.reason, outgoing=True)
+            self._write(sent)
+            self._notify(events.EVT_ACSE_SENT, primitive=abort)
         self._mark_aborted()
         self._close()
 
-    # -- DIMSE services ------------------------------------------------------------
+    # -- what the peer did while nobody was reading ---------------------------------
 
-    def send_c_echo(self, msg_id: int = 1) -> Dataset:
-        """C-ECHO; the status Dataset of the response, empty if none came (then aborted)."""
-        self._require_established("C-ECHO")
-        check_message_id(msg_id)
-        context = self._find_context(VERIFICATION_SOP_CLASS, "", allow_conversion=True)
-        LOGGER.debug("Sending Echo Request: MsgID %s", msg_id)
-        if not self._send_message(context.context_id, dimse.CEchoRQ(msg_id), None):
-            return Dataset()
-        return self._await_response(msg_id, dimse.CEchoRSP)
-
-    def send_c_store(
-        self,
-        dataset: Dataset | str | os.PathLike,
-        msg_id: int = 1,
-        priority: int = 2,
-        originator_aet: str | bytes | None = None,
-        originator_id: int | None = None,
-    ) -> Dataset:
-        """C-STORE a pydicom Dataset, or a Part 10 file streamed as its dataset bytes are.
-
-        A file needs an accepted context with its own SOP class and transfer
-        syntax; a Dataset is encoded in the accepted context's transfer syntax
-        (pynetdicom's rules for which one may stand in for another). Raises
-        ValueError without such a context. Returns the response's status
-        Dataset, empty if none came (the association is then aborted).
-        """
-        self._require_established("C-STORE")
-        check_message_id(msg_id)
-        if priority not in (0, 1, 2):
-            raise ValueError("'priority' must be 0 (medium), 1 (high) or 2 (low)")
-        originator = None if originator_aet is None else normalize_ae_title(originator_aet)
-        store = partial(
-            dimse.CStoreRQ,
-            msg_id,
-            priority=priority,
-            move_originator_aet=originator,
-            move_originator_message_id=originator_id,
-        )
-        if isinstance(dataset, Dataset):
-            sent = self._store_dataset(dataset, store)
-        else:
-            sent = self._store_file(os.fspath(dataset), store)
-        if not sent:
-            return Dataset()
-        return self._await_response(msg_id, dimse.CStoreRSP)
-
-    def _store_dataset(self, dataset: Dataset, store: partial) -> bool:
-        missing = [kw for kw in ("SOPClassUID", "SOPInstanceUID") if kw not in dataset]
-        if missing:
-            raise AttributeError(
-                "Unable to send the dataset as one or more required element are missing: "
-                + ", ".join(missing)
-            )
-        syntax = dataset_transfer_syntax(dataset)
-        context = self._find_context(dataset.SOPClassUID, syntax, allow_conversion=True)
-        encoded = encode_dataset(dataset, context.transfer_syntax[0])
-        request = store(str(dataset.SOPClassUID), str(dataset.SOPInstanceUID))
-        return self._send_message(context.context_id, request, encoded)
-
-    def _store_file(self, path: str | bytes, store: partial) -> bool:
-        with open(path, "rb") as stream:
-            meta = read_file_meta(stream)
-            context = self._find_context(
-                meta.sop_class_uid, meta.transfer_syntax, allow_conversion=False
-            )
-            request = store(meta.sop_class_uid, meta.sop_instance_uid)
-            chunks = file_dataset_chunks(stream, meta, self.engine.max_fragment)
-            return self._send_message(context.context_id, request, chunks)
-
-    def _require_established(self, service: str) -> None:
-        if not self.is_established:
-            raise RuntimeError(
-                "The association with a peer SCP must be established before sending a "
-                f"{service} request"
-            )
-
-    def _find_context(
-        self, abstract_syntax: str, transfer_syntax: str, allow_conversion: bool
-    ) -> PresentationContext:
-        """An accepted context we may use as SCU, by pynetdicom's matching rules."""
-        key = (str(abstract_syntax), str(transfer_syntax), allow_conversion)
-        context = self._context_cache.get(key)
-        if context is None:
-            context = choose_context(self.accepted_contexts, *key)
-            self._context_cache[key] = context
-        return context
-
-    def _send_message(self, context_id: int, command, dataset) -> bool:
-        """Write one DIMSE message, PDUs batched per sendmsg; False if the connection died.
-
-        Any other failure (a file that cannot be read, say) aborts the
-        association, as half a message cannot be taken back, and is raised.
-        """
-        engine = self.engine
-        try:
-            if dataset is None:
-                sent = self._write(engine.send_message(context_id, command))
-            else:
-                sent = self._driver.write_message(engine.iter_message(context_id, command, dataset))
-        except BaseException:
+    def _check(self) -> None:
+        """Read what came meanwhile; abort an association idle past the network timeout."""
+        driver = self._driver
+        if driver is None or driver.transport is None:
+            return
+        driver.poll()
+        timeout = self._network_timeout
+        if self._established and timeout is not None and driver.idle > timeout and driver.transport is not None:
+            LOGGER.error("Network timeout reached")
             self.abort()
-            raise
-        if sent:
-            self.handlers.notify(self, events.EVT_DIMSE_SENT, message=command)
-        return sent
-
-    def _await_response(self, msg_id: int, expected: type) -> Dataset:
-        answer = self._await((MessageReceived,), self.dimse_timeout)
-        if answer is None:
-            if self.is_established:
-                LOGGER.error("DIMSE timeout reached while waiting for message response")
-                self.abort()
-            elif self.is_aborted:
-                LOGGER.error("Association aborted while waiting for DIMSE message")
-            return Dataset()
-        command = answer.command
-        if type(command) is not expected or command.message_id_being_responded_to != msg_id:
-            LOGGER.error("Received an invalid %s response from the peer", expected.__name__)
-            self.abort()
-            return Dataset()
-        return status_dataset(command)
 
     # -- the driver's side of things -------------------------------------------------
 
@@ -452,9 +372,9 @@ class Association(HasMode):
             self._driver.close()
 
     def _connection_closed(self) -> None:
-        self.is_established = False
+        self._established = False
         address = (self.acceptor.address, self.acceptor.port)
-        self.handlers.notify(self, events.EVT_CONN_CLOSE, address=address)
+        self._notify(events.EVT_CONN_CLOSE, address=address)
         if self._registered:
             self._registered = False
             self._ae._unregister(self)
@@ -463,8 +383,11 @@ class Association(HasMode):
         for indication in indications:
             kind = type(indication)
             if kind is MessageReceived:
-                self.handlers.notify(self, events.EVT_DIMSE_RECV, message=indication.command)
-            elif kind is AssociationAccepted:
+                protocol_log.log_message(indication.command, indication.context_id, outgoing=False)
+                self._notify(events.EVT_DIMSE_RECV, message=indication.command)
+                continue
+            self._notify(events.EVT_ACSE_RECV, primitive=indication)
+            if kind is AssociationAccepted:
                 self._accepted_by_peer(indication.response)
             elif kind is Aborted:
                 self._on_aborted(indication)
@@ -478,6 +401,7 @@ class Association(HasMode):
     def _on_aborted(self, indication: Aborted) -> None:
         self.abort_indication = indication
         if indication.by_peer:
+            protocol_log.log_abort(LOGGER, indication.source, indication.reason, outgoing=False)
             LOGGER.error("Association Aborted")
         else:
             LOGGER.error(
@@ -486,38 +410,38 @@ class Association(HasMode):
         self._mark_aborted()
 
     def _on_rejected(self, indication: AssociationRejected) -> None:
-        LOGGER.error("Association Rejected")
-        LOGGER.error(
-            "Result: %s, Source: %s, Reason: %s",
-            indication.result,
-            indication.source,
-            indication.reason,
+        result, source, reason = protocol_log.rejection_words(
+            indication.result, indication.source, indication.reason
         )
+        LOGGER.error("Association Rejected")
+        LOGGER.error("Result: %s, Source: %s", result, source)
+        LOGGER.error("Reason: %s", reason)
         self.rejection = (indication.result, indication.source, indication.reason)
-        self.is_rejected = True
-        self.is_established = False
-        self.handlers.notify(self, events.EVT_REJECTED)
+        self._rejected = True
+        self._established = False
+        self._notify(events.EVT_REJECTED)
 
     def _on_release_requested(self, indication: ReleaseRequested) -> None:
         # Collision (we asked too): answer, then our A-RELEASE-RP still comes.
         # Otherwise the peer releases us: answer and we are done.
         if self.transport is not None:  # not if the connection just went down
             self._write(self.engine.release_response())
+            self._notify(events.EVT_ACSE_SENT, primitive=AReleaseRP())
         if not indication.collision:
+            LOGGER.info("Association Released")
             self._mark_released()
 
     def _mark_released(self) -> None:
-        if not self.is_released:
-            self.is_released = True
-            self.is_established = False
-            LOGGER.info("Association Released")
-            self.handlers.notify(self, events.EVT_RELEASED)
+        if not self._released:
+            self._released = True
+            self._established = False
+            self._notify(events.EVT_RELEASED)
 
     def _mark_aborted(self) -> None:
-        if not self.is_aborted:
-            self.is_aborted = True
-            self.is_established = False
-            self.handlers.notify(self, events.EVT_ABORTED)
+        if not self._aborted:
+            self._aborted = True
+            self._established = False
+            self._notify(events.EVT_ABORTED)
 
 
 # -- AE.associate --------------------------------------------------------------------

@@ -5,19 +5,26 @@ reads until the answer the caller waits for arrives, so there is no reactor
 thread and no queue between the socket and the engine. ``network_timeout``
 bounds any one read or write; the caller's own wait (ACSE, DIMSE) bounds the
 whole of it.
+
+Between calls nobody reads, so what the peer sends meanwhile (an A-ABORT, an
+A-RELEASE-RQ, the connection closing) waits in the socket until :meth:`poll`
+looks: a zero-timeout readiness check, made when the association's state is
+read and before each operation, feeds whatever arrived to the engine.
+:attr:`idle` is how long nothing has come from the peer, for the caller's
+network timeout.
 """
 
 from __future__ import annotations
 
 import logging
+import select
 from collections.abc import Callable, Iterator
 from time import monotonic
 
 from hsscp.engine import Engine
 from hsscp.indications import Indication
-from hsscp.pdu import PDU
-from hsscp.pdu_observer import PduObserver
 from hsscp.transport import IOV_MAX, BlockingTransport
+from hsscp.wire_watch import WireWatch
 
 __all__ = ["SEND_BATCH_BYTES", "BlockingDriver"]
 
@@ -27,9 +34,6 @@ LOGGER = logging.getLogger("hsscp.association")
 # Socket writes per batch: big enough to amortise Python and syscall costs,
 # small enough that a huge message never sits in memory.
 SEND_BATCH_BYTES = 1024 * 1024
-
-PduHook = Callable[[PDU], None]
-
 
 class BlockingDriver:
     """One engine and the connected transport it speaks through.
@@ -53,25 +57,17 @@ class BlockingDriver:
         self.network_timeout = network_timeout
         self._on_indications = on_indications
         self._on_closed = on_closed
-        self._pdu_sent: PduHook | None = None
-        self._pdu_received: PduHook | None = None
-        self._sent_pdus: PduObserver | None = None
-        self._received_pdus: PduObserver | None = None
+        # The per-PDU events' watch while a handler wants them (it costs a copy of every PDU).
+        self.watch: WireWatch | None = None
+        self._last_received = monotonic()
+        self._reading = False
+        self._poller = select.poll()
+        self._poller.register(transport.sock, select.POLLIN)
 
-    def watch_pdus(self, sent: PduHook | None, received: PduHook | None) -> None:
-        """Call ``sent``/``received`` with each whole PDU written/read; None stops watching.
-
-        Watching costs a copy and a decode of every PDU, so it is off by default.
-        """
-        self._pdu_sent, self._pdu_received = sent, received
-        if sent is None:
-            self._sent_pdus = None
-        elif self._sent_pdus is None:
-            self._sent_pdus = PduObserver()
-        if received is None:
-            self._received_pdus = None
-        elif self._received_pdus is None:
-            self._received_pdus = PduObserver()
+    @property
+    def idle(self) -> float:
+        """Seconds since the peer last sent anything."""
+        return monotonic() - self._last_received
 
     # -- writing ----------------------------------------------------------------
 
@@ -82,8 +78,6 @@ class BlockingDriver:
         transport = self.transport
         if transport is None:
             return False
-        if self._sent_pdus is not None:
-            self._observe_sent(buffers)
         try:
             transport.set_timeout(self.network_timeout)
             transport.send(buffers)
@@ -91,6 +85,8 @@ class BlockingDriver:
             LOGGER.error("Connection error while sending: %s", exc)
             self.close()
             return False
+        if self.watch is not None:
+            self.watch.sent(buffers)
         return True
 
     def write_message(self, steps: Iterator[None]) -> bool:
@@ -113,16 +109,41 @@ class BlockingDriver:
         """Read until an indication of a ``wanted`` type; None on timeout or a closed connection."""
         deadline = None if timeout is None else monotonic() + timeout
         read_timeout = _shorter(timeout, self.network_timeout)
-        while self.transport is not None:
-            indications = self._read(read_timeout)
-            if indications is None:
-                return None
-            for indication in indications:
-                if isinstance(indication, wanted):
-                    return indication
-            if deadline is not None:
-                read_timeout = _shorter(deadline - monotonic(), self.network_timeout)
-        return None
+        self._reading = True
+        try:
+            while self.transport is not None:
+                indications = self._read(read_timeout)
+                if indications is None:
+                    return None
+                for indication in indications:
+                    if isinstance(indication, wanted):
+                        return indication
+                if deadline is not None:
+                    read_timeout = _shorter(deadline - monotonic(), self.network_timeout)
+            return None
+        finally:
+            self._reading = False
+
+    def poll(self) -> None:
+        """Feed the engine whatever the peer sent since the last read, without waiting for more.
+
+        Does nothing while a read is already under way (a handler looking at
+        the association from inside one).
+        """
+        if self._reading or self.transport is None:
+            return
+        self._reading = True
+        try:
+            # TLS may hold a decrypted record the socket no longer shows as readable.
+            while self.transport is not None and (self._poller.poll(0) or self._tls_pending()):
+                if self._read(0) is None:
+                    break
+        finally:
+            self._reading = False
+
+    def _tls_pending(self) -> bool:
+        transport = self.transport
+        return transport is not None and transport.is_tls and transport.sock.pending() > 0
 
     def _read(self, timeout: float | None) -> list[Indication] | None:
         """One read fed to the engine; None if nothing came within ``timeout``."""
@@ -135,8 +156,9 @@ class BlockingDriver:
             data = b""
         engine = self.engine
         if data:
-            if self._received_pdus is not None:
-                self._observe_received(data)
+            self._last_received = monotonic()
+            if self.watch is not None:
+                self.watch.received(data)
             indications = engine.receive_data(data)
         else:
             indications = engine.connection_lost()
@@ -155,29 +177,11 @@ class BlockingDriver:
         transport, self.transport = self.transport, None
         if transport is None:
             return
+        self._poller.unregister(transport.sock)
         transport.close()
         if not self.engine.is_closed:
             self._on_indications(self.engine.connection_lost())
         self._on_closed()
-
-    # -- PDU watching ---------------------------------------------------------------
-
-    def _observe_sent(self, buffers: list) -> None:
-        observer, hook = self._sent_pdus, self._pdu_sent  # a handler may stop the watch
-        for buffer in buffers:
-            for pdu in observer.feed(buffer):
-                hook(pdu)
-
-    def _observe_received(self, data: memoryview) -> None:
-        observer, hook = self._received_pdus, self._pdu_received
-        try:
-            pdus = list(observer.feed(data))
-        except Exception:  # the engine reports malformed input; watching only observes
-            self._received_pdus = None
-            return
-        for pdu in pdus:
-            hook(pdu)
-
 
 def _shorter(a: float | None, b: float | None) -> float | None:
     if a is None:

@@ -243,6 +243,8 @@ def configure_logging(level: str) -> None:
     )
     logger.addHandler(handler)
     logger.setLevel(_LOGGING_LEVELS[level])
+    # pynetdicom's lines per association and per message (DCMTK's -v) only from "verbose" on.
+    logging.getLogger("hsscp.exchange").setLevel(logging.WARNING if level in ("quiet", "info") else logging.NOTSET)
 
 
 def _run_storescp(args: argparse.Namespace) -> int:

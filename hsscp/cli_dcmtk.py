@@ -3,8 +3,8 @@
 Three kinds:
 
 * flags for what hsscp always does (``+B``, ``-dhl``, ``+xa`` ...): accepted;
-* flags that become a setting (``+xe`` ... ``+xi``, ``-pm``, ``+uf``, ``-fe``,
-  ``-su``): parsed into :class:`hsscp.config.ServerConfig`, then refused at
+* flags that become a setting (``+uf``: keep every copy; ``+xe`` ... ``+xi``: accepted
+  syntaxes in DCMTK's order of preference; ``-pm``: unknown SOP classes; ``-fe``, ``-su``): parsed into :class:`hsscp.config.ServerConfig`, then refused at
   start by :func:`unsupported_settings` for as long as the server cannot do
   what they ask, rather than accepted and ignored;
 * flags with no equivalent (``--fork``, ``+te`` ...): a usage error that says
@@ -110,8 +110,9 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group(
         "DCMTK storescp flags",
         "accepted where hsscp does the same. The transfer syntax preferences +x=, +xe, +xb, +xi, "
-        "+xd, +xs ... and the settings marked 'not supported yet' are understood but refused at "
-        "start; flags such as --fork say what to use instead.",
+        "+xd, +xs ... accept those syntaxes only, in DCMTK's order of preference (without one the "
+        "requestor's first proposed syntax wins); the settings marked 'not supported yet' are "
+        "understood but refused at start; flags such as --fork say what to use instead.",
     )
     add_honoured(g, _HONOURED)
     g.add_argument("+xa", "--accept-all", dest="transfer_syntaxes", action="store_const", const=[],
@@ -121,9 +122,9 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
         g.add_argument(short, long, dest="transfer_syntaxes", action="store_const", const=syntaxes,
                        help=argparse.SUPPRESS)
     g.add_argument("-pm", "--promiscuous", dest="promiscuous", action="store_true",
-                   help="accept storage SOP classes hsscp does not know (not supported yet)")
+                   help="accept storage SOP classes hsscp does not know")
     g.add_argument("+uf", "--unique-filenames", dest="unique_filenames", action="store_true",
-                   help="never replace a file of the same instance (not supported yet)")
+                   help="never replace a file of the same instance: keep each copy (--on-duplicate rename)")
     g.add_argument("-fe", "--filename-extension", dest="filename_extension", metavar="EXT",
                    help="extension of the files written: .dcm (others not supported yet)")
     g.add_argument("-su", "--sort-on-study-uid", dest="sort_on_study_uid", metavar="PREFIX", type=_prefix,
@@ -134,22 +135,6 @@ def add_storescp_flags(p: argparse.ArgumentParser) -> None:
 def unsupported_settings(config: ServerConfig) -> list[str]:
     """Why the server cannot run with ``config`` yet: one sentence per setting it cannot honour."""
     problems = []
-    if config.transfer_syntaxes:
-        problems.append(
-            "setting 'transfer_syntaxes' (the +x= +xe +xb +xi +xd ... flags) is not supported yet: "
-            "hsscp accepts every transfer syntax it knows and takes the requestor's first proposed "
-            "one (as with +xa); leave the flag out"
-        )
-    if config.promiscuous:
-        problems.append(
-            "setting 'promiscuous' (-pm) is not supported yet: hsscp accepts the storage SOP classes "
-            "of pydicom's dictionary and Verification"
-        )
-    if config.unique_filenames:
-        problems.append(
-            "setting 'unique_filenames' (+uf) is not supported yet: files are named "
-            "<SOP Instance UID>.dcm, and an instance received again replaces its file"
-        )
     if config.filename_extension != ".dcm":
         problems.append(
             f"setting 'filename_extension' (-fe) {config.filename_extension!r} is not supported yet: "

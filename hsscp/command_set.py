@@ -164,6 +164,7 @@ class CEchoRSP(msgspec.Struct, frozen=True, gc=False):
     message_id_being_responded_to: int
     status: int = SUCCESS
     affected_sop_class_uid: str = VERIFICATION_SOP_CLASS
+    error_comment: str | None = None
 
     command_field: ClassVar[int] = C_ECHO_RSP
     has_dataset: ClassVar[bool] = False
@@ -180,6 +181,8 @@ class CEchoRSP(msgspec.Struct, frozen=True, gc=False):
         parts.append(_enc_us(_MESSAGE_ID_BEING_RESPONDED_TO, self.message_id_being_responded_to))
         parts.append(_enc_us(_DATASET_TYPE, NO_DATASET))
         parts.append(_enc_us(_STATUS, self.status))
+        if self.error_comment is not None:
+            parts.append(_enc_text(_ERROR_COMMENT, self.error_comment[:_LO_MAX]))
         return parts
 
 
@@ -362,6 +365,7 @@ def _decode_echo_rsp(el: dict[int, bytes]) -> CEchoRSP:
         _required_us(el, _MESSAGE_ID_BEING_RESPONDED_TO),
         _required_us(el, _STATUS),
         _uid(el, _AFFECTED_SOP_CLASS_UID),
+        _text(el, _ERROR_COMMENT),
     )
 
 

@@ -207,6 +207,11 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
         except (TypeError, ValueError) as exc:
             raise ValueError(f"require_calling_aet holds an invalid AE title: {exc}") from None
         msgspec.structs.force_setattr(self, "require_calling_aet", titles)
+        if self.unique_filenames:
+            if self.on_duplicate not in ("overwrite", "rename"):
+                raise ValueError(f"unique_filenames (+uf) keeps every copy: it contradicts on_duplicate {self.on_duplicate!r}")
+            # DCMTK's +uf never replaces a file: every copy gets a name of its own.
+            msgspec.structs.force_setattr(self, "on_duplicate", "rename")
         super().__post_init__()
         if self.max_associations < 1:
             raise ValueError(f"max_associations must be at least 1, not {self.max_associations}")
@@ -241,8 +246,13 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
         ae.maximum_associations = self.max_associations
         ae.require_called_aet = self.require_called_aet
         ae.require_calling_aet = list(self.require_calling_aet)
+        # DCMTK's +x= +xe +xi ...: these syntaxes only, this order preferred over the requestor's.
+        syntaxes = list(self.transfer_syntaxes) or ALL_TRANSFER_SYNTAXES
+        ae.prefer_requestor_syntax = not self.transfer_syntaxes
         for context in [*VerificationPresentationContexts, *AllStoragePresentationContexts]:
-            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+            ae.add_supported_context(context.abstract_syntax, syntaxes)
+        if self.promiscuous:
+            ae.promiscuous_syntaxes = list(syntaxes)
         return ae
 
     @property

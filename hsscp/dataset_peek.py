@@ -214,7 +214,9 @@ def _take(
     """Record the value of a wanted element ending at ``end``; _MORE, or what the walk answers."""
     if end > len(view):
         return end
-    if vr and vr not in _TEXT_VRS:
+    # PS3.5 6.2.2: a known tag written as UN (some toolkits do) is read with its
+    # dictionary VR; the tags peeked are text, whose value bytes UN carries unchanged.
+    if vr and vr != b"UN" and vr not in _TEXT_VRS:
         raise PeekError(f"{tag_name(tag)} has VR {vr.decode()}, not a text VR")
     found[tag] = str(view[end - length : end], "latin-1").rstrip("\0 ")
     return None if len(found) == len(tags) else _MORE

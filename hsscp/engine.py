@@ -15,7 +15,7 @@ raises :class:`LocalProtocolError`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import Enum
 
 from hsscp import dimse, fsm
@@ -96,6 +96,18 @@ class Engine:
         self._pdu = None
         self._pdata: list = []
         self._abort_pdu = AAbort()
+        self.on_transition = None
+
+    @property
+    def on_transition(self) -> Callable[[str, str, str, str], None] | None:
+        """Called as ``(state, event, action, next_state)`` after each step (EVT_FSM_TRANSITION)."""
+        return self._on_transition
+
+    @on_transition.setter
+    def on_transition(self, hook: Callable[[str, str, str, str], None] | None) -> None:
+        self._on_transition = hook
+        # Watched, Sta6's P-DATA goes through _fire too, so that the hook sees every step.
+        self._fast_pdata_state = "Sta6" if hook is None else None
 
     # -- driver interface ----------------------------------------------------
 
@@ -161,7 +173,7 @@ class Engine:
             for item in self._reader.feed(data):
                 kind = item[0]
                 if kind == PDATA_WHOLE:
-                    if self.state == "Sta6":  # Evt10 in Sta6 is DT-2: the hot path, no lookup
+                    if self.state == self._fast_pdata_state:  # Evt10 in Sta6 is DT-2: no lookup
                         self.last_action = "DT-2"
                         self._deliver_pdata = True
                     else:
@@ -268,8 +280,11 @@ class Engine:
             action = "AA-8"
         self.last_action = action
         self._event = event
+        state = self.state
         next_state = getattr(self, _ACTION_METHOD[action])()
         self.state = next_state or fsm.NEXT_STATE[action]
+        if self._on_transition is not None:
+            self._on_transition(state, event, action, self.state)
 
     def _take_indications(self) -> list[Indication]:
         out, self._indications = self._indications, []

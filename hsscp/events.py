@@ -1,121 +1,53 @@
-"""Events a user's handlers can bind to, and the :class:`Event` they receive.
+"""Events a user's handlers can bind to, the :class:`Event` they receive, and their bindings.
 
-Names, descriptions and the notification/intervention split follow
-pynetdicom's ``evt`` module, so handlers written for pynetdicom bind here
-unchanged. An event is a plain tuple, equal to pynetdicom's tuple of the same
-name, so handlers bound with pynetdicom's ``evt.EVT_*`` are accepted too.
+The events themselves (names, descriptions, the notification/intervention
+split, pynetdicom's default handlers) are in :mod:`hsscp.event_types` and
+re-exported here; this module adds what a handler is given and how
+handlers are bound and called.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 import zlib
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from io import BytesIO
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filereader import read_dataset
 from pydicom.uid import UID
 
+from hsscp import event_types
 from hsscp.aet import normalize_ae_title
+from hsscp.event_types import *  # noqa: F403 (the events are this module's public names too)
+from hsscp.event_types import (
+    EVT_C_ECHO,
+    EVT_C_STORE,
+    WIRE_EVENTS,
+    EventType,
+    InterventionEvent,
+    NotificationEvent,
+    canonical,
+    get_default_handler,
+)
 from hsscp.part10 import build_file_meta
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 LOGGER = logging.getLogger("hsscp.events")
 
 __all__ = [
-    "EVT_ABORTED",
-    "EVT_ACCEPTED",
-    "EVT_CONN_CLOSE",
-    "EVT_CONN_OPEN",
-    "EVT_C_ECHO",
-    "EVT_C_STORE",
-    "EVT_DIMSE_RECV",
-    "EVT_DIMSE_SENT",
-    "EVT_ESTABLISHED",
-    "EVT_PDU_RECV",
-    "EVT_PDU_SENT",
-    "EVT_REJECTED",
-    "EVT_RELEASED",
-    "EVT_REQUESTED",
+    *event_types.__all__,
     "Event",
-    "EventType",
-    "decode_dataset",
     "HandlerSet",
-    "InterventionEvent",
-    "NotificationEvent",
+    "decode_dataset",
     "normalize_handlers",
     "status_from_result",
 ]
 
-
-class NotificationEvent(NamedTuple):
-    """An event handlers are told about; any number of handlers, results ignored."""
-
-    name: str
-    description: str
-    is_intervention: bool = False
-    is_notification: bool = True
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class InterventionEvent(NamedTuple):
-    """An event whose single handler decides the answer (e.g. a C-STORE status)."""
-
-    name: str
-    description: str
-    is_intervention: bool = True
-    is_notification: bool = False
-
-    def __str__(self) -> str:
-        return self.name
-
-
-EventType = NotificationEvent | InterventionEvent
-
-EVT_ABORTED = NotificationEvent("EVT_ABORTED", "Association aborted")
-EVT_ACCEPTED = NotificationEvent("EVT_ACCEPTED", "Association request accepted")
-EVT_CONN_CLOSE = NotificationEvent("EVT_CONN_CLOSE", "Connection closed")
-EVT_CONN_OPEN = NotificationEvent("EVT_CONN_OPEN", "Connection opened")
-EVT_DIMSE_RECV = NotificationEvent(
-    "EVT_DIMSE_RECV", "Complete DIMSE message received and decoded"
-)
-EVT_DIMSE_SENT = NotificationEvent(
-    "EVT_DIMSE_SENT", "DIMSE message encoded and P-DATA primitives sent to DUL"
-)
-EVT_ESTABLISHED = NotificationEvent("EVT_ESTABLISHED", "Association established")
-EVT_PDU_RECV = NotificationEvent("EVT_PDU_RECV", "PDU received and decoded")
-EVT_PDU_SENT = NotificationEvent("EVT_PDU_SENT", "PDU encoded and sent")
-EVT_REJECTED = NotificationEvent("EVT_REJECTED", "Association request rejected")
-EVT_RELEASED = NotificationEvent("EVT_RELEASED", "Association released")
-EVT_REQUESTED = NotificationEvent("EVT_REQUESTED", "Association requested")
-
-EVT_C_ECHO = InterventionEvent("EVT_C_ECHO", "C-ECHO request received")
-EVT_C_STORE = InterventionEvent("EVT_C_STORE", "C-STORE request received")
-
-# Canonical instance of every supported event, looked up by tuple equality.
-_EVENTS: dict[EventType, EventType] = {
-    event: event
-    for event in (
-        EVT_ABORTED, EVT_ACCEPTED, EVT_CONN_CLOSE, EVT_CONN_OPEN, EVT_DIMSE_RECV,
-        EVT_DIMSE_SENT, EVT_ESTABLISHED, EVT_PDU_RECV, EVT_PDU_SENT, EVT_REJECTED,
-        EVT_RELEASED, EVT_REQUESTED, EVT_C_ECHO, EVT_C_STORE,
-    )
-}
-
-# -- hsscp's own notification events: after the built-in storage put a file in place.
-# Emitted by the multiprocess server (workers=N), whose pipeline process runs their
-# handlers; attributes: see workers.pipeline. In-process servers have no built-in storage.
-EVT_INSTANCE_STORED = NotificationEvent("EVT_INSTANCE_STORED", "Instance stored by the built-in storage")
-EVT_SERIES_COMPLETE = NotificationEvent("EVT_SERIES_COMPLETE", "No new instance of a series for its timeout")
-EVT_STUDY_COMPLETE = NotificationEvent("EVT_STUDY_COMPLETE", "No new instance of a study for its timeout")
-PIPELINE_EVENTS = (EVT_INSTANCE_STORED, EVT_SERIES_COMPLETE, EVT_STUDY_COMPLETE)
-_EVENTS.update({event: event for event in PIPELINE_EVENTS})
-__all__ += ["EVT_INSTANCE_STORED", "EVT_SERIES_COMPLETE", "EVT_STUDY_COMPLETE", "PIPELINE_EVENTS"]
 
 # What pynetdicom answers when no handler is bound, or the handler raises:
 # its default C-ECHO handler returns Success, its C-STORE one raises (0xC211).
@@ -299,20 +231,8 @@ def decode_dataset(data: Any, transfer_syntax: Any) -> Dataset:
 Handler = tuple[Callable[..., Any], list[Any]]
 
 
-def _canonical(event: Any) -> EventType:
-    try:
-        return _EVENTS[event]
-    except TypeError:
-        raise TypeError(f"{event!r} is not an event: use one of the evt.EVT_* events") from None
-    except KeyError:
-        pass
-    if isinstance(event, tuple) and len(event) == 4 and isinstance(event[0], str):
-        raise ValueError(f"hsscp does not support the event '{event[0]}'")
-    raise TypeError(f"{event!r} is not an event: use one of the evt.EVT_* events")
-
-
 def _checked(event: Any, handler: Any, args: Any) -> tuple[EventType, Handler]:
-    event = _canonical(event)
+    event = canonical(event)
     if not callable(handler):
         raise TypeError(f"The handler bound to 'evt.{event.name}' must be callable, got {handler!r}")
     if args is None:
@@ -328,6 +248,14 @@ def _add(handlers: dict[EventType, list[Handler]], event: EventType, entry: Hand
     elif entry not in handlers.get(event, []):
         # Copy-on-write, so a notify() running in another thread keeps its snapshot.
         handlers[event] = [*handlers.get(event, []), entry]
+
+
+def _remove(handlers: dict[EventType, list[Handler]], event: EventType, handler: Callable) -> None:
+    remaining = [entry for entry in handlers.get(event, []) if entry[0] != handler]
+    if remaining:
+        handlers[event] = remaining
+    else:
+        handlers.pop(event, None)
 
 
 def normalize_handlers(evt_handlers: Iterable[Any] | None) -> dict[EventType, list[Handler]]:
@@ -361,35 +289,79 @@ class HandlerSet:
     """The handlers bound to one association (or server): bind, unbind, call.
 
     Reads need no lock: every change replaces the event's list rather than
-    mutating it.
+    mutating it. A server's set hands each of its associations a
+    :meth:`follower`, as pynetdicom copies a server's handlers into each
+    association and binds later ones to the active associations too.
+    ``on_change`` (if set) is called after every bind or unbind, so that an
+    owner computes once what its bindings cost (see :attr:`watches_wire`).
     """
 
-    __slots__ = ("_handlers",)
+    __slots__ = ("__weakref__", "_followers", "_handlers", "_lock", "on_change")
 
     def __init__(self, evt_handlers: Iterable[Any] | None = None) -> None:
         self._handlers = normalize_handlers(evt_handlers)
+        self._followers: weakref.WeakSet[HandlerSet] = weakref.WeakSet()
+        self._lock = threading.Lock()
+        self.on_change: Callable[[], None] | None = None
+
+    def follower(self) -> HandlerSet:
+        """A set holding these bindings now, which also takes every later bind and unbind made here."""
+        follower = HandlerSet()
+        follower._handlers = dict(self._handlers)
+        with self._lock:
+            self._followers.add(follower)
+        return follower
 
     def bind(self, event: EventType, handler: Callable[..., Any], args: list[Any] | None = None) -> None:
         """Bind `handler` (called as ``handler(event, *args)``) to `event`."""
         event, entry = _checked(event, handler, args)
         _add(self._handlers, event, entry)
+        self._changed()
+        for follower in self._each_follower():
+            follower.bind(event, handler, args)
 
     def unbind(self, event: EventType, handler: Callable[..., Any]) -> None:
         """Unbind `handler` from `event`; unknown bindings are ignored."""
-        event = _canonical(event)
-        remaining = [entry for entry in self._handlers.get(event, []) if entry[0] != handler]
-        if remaining:
-            self._handlers[event] = remaining
-        else:
-            self._handlers.pop(event, None)
+        event = canonical(event)
+        _remove(self._handlers, event, handler)
+        self._changed()
+        for follower in self._each_follower():
+            follower.unbind(event, handler)
+
+    def _each_follower(self) -> list[HandlerSet]:
+        with self._lock:
+            return list(self._followers)
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
 
     def get_handlers(self, event: EventType) -> list[Handler]:
         """The ``(handler, args)`` bound to `event`, in binding order."""
-        return list(self._handlers.get(_canonical(event), []))
+        return list(self._handlers.get(canonical(event), []))
+
+    def bound(self, event: EventType) -> Any:
+        """What pynetdicom's ``get_handlers(event)`` returns for these bindings.
+
+        A notification event: a list of ``(handler, args)``, ``args`` None
+        when none were given. An intervention event: its ``(handler, args)``,
+        unbound its default handler's, ``(default handler, None)`` (pynetdicom
+        binds the defaults on servers and associations alike).
+        """
+        event = canonical(event)
+        shaped = [(handler, args or None) for handler, args in self._handlers.get(event, [])]
+        if event.is_notification:
+            return shaped
+        return shaped[0] if shaped else (get_default_handler(event), None)
 
     def has(self, event: EventType) -> bool:
         """Whether any handler is bound to `event`."""
-        return _canonical(event) in self._handlers
+        return canonical(event) in self._handlers
+
+    @property
+    def watches_wire(self) -> bool:
+        """Whether a handler wants something per PDU (data, PDUs, state machine steps)."""
+        return not WIRE_EVENTS.isdisjoint(self._handlers)
 
     def notify(self, assoc: Any, event: NotificationEvent, **attrs: Any) -> None:
         """Call every handler bound to a notification event.
@@ -409,8 +381,18 @@ class HandlerSet:
                     event.name, _handler_name(handler),
                 )
 
+    def answer(self, assoc: Any, event: InterventionEvent, **attrs: Any) -> Any:
+        """What the handler of an intervention event returns (its default handler's, unbound).
+
+        As pynetdicom's ``trigger``: a handler's exception propagates, and a
+        default handler raising NotImplementedError means "nobody answers".
+        """
+        handlers = self._handlers.get(event)
+        handler, args = handlers[0] if handlers else (get_default_handler(event), [])
+        return handler(Event(assoc, event, attrs), *args)
+
     def intervene(self, assoc: Any, event: InterventionEvent, **attrs: Any) -> Any:
-        """Call the handler of an intervention event and return its result.
+        """Call the handler of a C-ECHO or C-STORE request and return its result.
 
         Without a handler, or when the handler raises (which is logged), the
         answer is pynetdicom's: Success (0x0000) for C-ECHO, 0xC211 for C-STORE.
@@ -434,11 +416,15 @@ class HandlerSet:
 
 # -- handler results -----------------------------------------------------------
 
-# Status data set keywords a response can carry, as CStoreRSP field names.
+# Status data set keywords each response can carry, as the response's field
+# names (a C-ECHO-RSP has only an Error Comment, PS3.7 9.1.5.1).
 _STATUS_FIELDS = {
-    "ErrorComment": "error_comment",
-    "OffendingElement": "offending_element",
-    "ErrorID": "error_id",
+    EVT_C_STORE: {
+        "ErrorComment": "error_comment",
+        "OffendingElement": "offending_element",
+        "ErrorID": "error_id",
+    },
+    EVT_C_ECHO: {"ErrorComment": "error_comment"},
 }
 
 
@@ -453,7 +439,7 @@ def _status_fields(result: Dataset, event: EventType) -> dict[str, Any]:
         keyword = element.keyword
         if keyword == "Status":
             continue
-        field = _STATUS_FIELDS.get(keyword) if event == EVT_C_STORE else None
+        field = _STATUS_FIELDS[event].get(keyword)
         if field is None or element.value is None:
             LOGGER.warning(
                 "The status dataset returned by the handler bound to 'evt.%s' "
@@ -475,8 +461,9 @@ def status_from_result(result: Any, event: EventType = EVT_C_STORE) -> tuple[int
     """Turn a C-ECHO/C-STORE handler's return value into ``(status, extra fields)``.
 
     The handler may return an int or a pydicom Dataset with a (0000,0900)
-    Status and optionally ErrorComment, OffendingElement and ErrorID; those
-    come back as :class:`hsscp.dimse.CStoreRSP` field names. Unusable returns
+    Status and optionally ErrorComment (both services), OffendingElement and
+    ErrorID (C-STORE); those come back as the response's field names
+    (:class:`hsscp.dimse.CStoreRSP`, :class:`hsscp.dimse.CEchoRSP`). Unusable returns
     are logged and answered as pynetdicom does: for C-STORE 0xC001 (a Dataset
     without Status) or 0xC002 (anything else), for C-ECHO Success.
     """

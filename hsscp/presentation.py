@@ -320,6 +320,7 @@ def negotiate_as_acceptor(
     roles: Mapping[str, tuple[bool, bool]] | None = None,
     *,
     prefer_proposed: bool = False,
+    unknown_syntaxes: Sequence[str] = (),
 ) -> tuple[list[PresentationContext], list[tuple[str, bool, bool]]]:
     """Answer the requestor's presentation contexts as the association acceptor.
 
@@ -332,7 +333,9 @@ def negotiate_as_acceptor(
 
     Like pynetdicom, the first of the supported context's transfer syntaxes
     that was proposed wins; with `prefer_proposed` the first proposed one that
-    is supported wins instead.
+    is supported wins instead. With `unknown_syntaxes`, an abstract syntax no
+    supported context names is accepted as SCP in those transfer syntaxes
+    (DCMTK storescp's promiscuous mode).
     """
     roles = roles or {}
     # Supported abstract syntaxes are unique; if repeated, the last one counts.
@@ -342,12 +345,10 @@ def negotiate_as_acceptor(
 
     for request in proposed:
         abstract_syntax = request.abstract_syntax
-        context, reply = _answer(
-            request,
-            by_abstract_syntax.get(abstract_syntax),
-            roles.get(abstract_syntax),
-            prefer_proposed,
-        )
+        offer = by_abstract_syntax.get(abstract_syntax)
+        if offer is None and unknown_syntaxes and abstract_syntax:
+            offer = build_context(abstract_syntax, list(unknown_syntaxes))
+        context, reply = _answer(request, offer, roles.get(abstract_syntax), prefer_proposed)
         results.append(context)
         if reply is not None:
             replies[abstract_syntax] = reply

@@ -10,7 +10,9 @@ What to do with a request, a message or a timeout is the service's
 business (:class:`hsscp.service.AcceptorService`); this class moves bytes,
 runs the timers, keeps DIMSE replies in order, and keeps the association's
 own state (admission, window, contexts, API object): only it writes them,
-applying what the service returns.
+applying what the service returns. It also tells the association's handlers
+about what passes through it (PDUs, state machine steps, ACSE primitives,
+DIMSE messages), each only while a handler for it is bound (:meth:`watch`).
 
 Backpressure: the peer may have ``window`` requests outstanding, what we
 granted. Reading pauses while a complete request waits because the window
@@ -39,8 +41,10 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING
 
+from hsscp import protocol_log
 from hsscp.engine import Engine, Role
 from hsscp.errors import LocalProtocolError
+from hsscp.event_types import EVT_ACSE_RECV, EVT_ACSE_SENT, EVT_DIMSE_RECV, EVT_DIMSE_SENT
 from hsscp.indications import (
     Aborted,
     AssociationRequested,
@@ -48,6 +52,8 @@ from hsscp.indications import (
     ReleaseConfirmed,
     ReleaseRequested,
 )
+from hsscp.pdu import AAbort, AReleaseRP, AReleaseRQ
+from hsscp.wire_watch import transition_hook, wire_watch
 
 if TYPE_CHECKING:
     from hsscp.accepted import AcceptedAssociation
@@ -55,6 +61,8 @@ if TYPE_CHECKING:
     from hsscp.service import AcceptorService, Admission
 
 log = logging.getLogger("hsscp.server")
+_EXCHANGE_LOG = protocol_log.EXCHANGE_LOG
+_INFO = logging.INFO
 
 READ_BUFFER_SIZE = 256 * 1024
 
@@ -81,6 +89,11 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._reading_paused = False
         self._starting = False
         self._release_asked = False
+        self._releasing = False  # we sent an A-RELEASE-RQ and wait for its A-RELEASE-RP
+        # What the handlers bound cost per read and per message, worked out in watch().
+        self._wire = None
+        self._notify_dimse_recv = False
+        self._notify_dimse_sent = False
         self._outgoing: list = []  # buffers the engine's send_* calls returned, not yet written
         self._timer: asyncio.TimerHandle | None = None
         self._timer_kind = ""
@@ -98,6 +111,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.peer = transport.get_extra_info("peername") or ("", 0)
         self.assoc = self.service.connection_opened(self)
+        self.watch()
         self._after(self.engine.connection_made())
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -106,10 +120,11 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         self._active = True  # the network timer looks at this instead of a clock read per read
         landing = self.landing
-        if landing is None:
-            indications = self.engine.receive_data(self._buffer[:nbytes])
-        else:
-            indications = self.engine.receive_data(landing.landed(nbytes))
+        data = self._buffer[:nbytes] if landing is None else landing.landed(nbytes)
+        if self._wire is not None:
+            self._wire.received(data)
+        indications = self.engine.receive_data(data)
+        if landing is not None:
             landing.read_done()
         # Most reads are part of a dataset: nothing to say, write or time differently.
         if indications or self.engine.has_output or self.engine.close_requested:
@@ -138,18 +153,48 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         self._write_blocked = False
         self._pace_reading()
 
+    # -- what the handlers watch -------------------------------------------------
+
+    def watch(self) -> None:
+        """Work out once, per change of the bindings, what to tell the handlers per read and message."""
+        assoc = self.assoc
+        if assoc is None:
+            return
+        handlers = assoc.handlers
+
+        def notify(event, **attrs) -> None:
+            handlers.notify(assoc, event, **attrs)
+
+        self._wire = wire_watch(handlers.has, notify)
+        self.engine.on_transition = transition_hook(handlers.has, notify)
+        self._notify_dimse_recv = handlers.has(EVT_DIMSE_RECV)
+        self._notify_dimse_sent = handlers.has(EVT_DIMSE_SENT)
+
+    def _acse(self, event, primitive) -> None:
+        self.assoc.handlers.notify(self.assoc, event, primitive=primitive)
+
+    def _message_in(self, message: MessageReceived) -> None:
+        if _EXCHANGE_LOG.isEnabledFor(_INFO):
+            protocol_log.log_message(message.command, message.context_id, outgoing=False)
+        if self._notify_dimse_recv:
+            self.assoc.handlers.notify(self.assoc, EVT_DIMSE_RECV, message=message.command)
+        self._pending.append(message)
+
     # -- driving the engine ------------------------------------------------------
 
     def _after(self, indications: list) -> None:
         """Act on what the engine said, then write, close and time as it now requires."""
         for indication in indications:
             if isinstance(indication, MessageReceived):
-                self._pending.append(indication)
-            elif isinstance(indication, AssociationRequested):
+                self._message_in(indication)
+                continue
+            self._acse(EVT_ACSE_RECV, indication)
+            if isinstance(indication, AssociationRequested):
                 self._answer_association(indication.request)
-            elif isinstance(indication, ReleaseRequested | ReleaseConfirmed):
-                # An acceptor never asks for release itself, but answers a collision all the same.
+            elif isinstance(indication, ReleaseRequested):
                 self._release_asked = True
+            elif isinstance(indication, ReleaseConfirmed):
+                self._release_confirmed()
             elif isinstance(indication, Aborted):
                 self._drop_pending()
                 self.service.aborted(self, indication)
@@ -168,9 +213,11 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             self.window = admission.window
             self.contexts = admission.contexts
             self.send(self.engine.accept(admission.response))
+            self._acse(EVT_ACSE_SENT, admission.response)
         elif admission.rejection is not None:
             rj = admission.rejection
             self.send(self.engine.reject(rj.result, rj.source, rj.reason))
+            self._acse(EVT_ACSE_SENT, rj)
         else:
             self.abort()
 
@@ -200,6 +247,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         output += self.engine.pop_output()
         if output:
             transport.writelines(output)
+            if self._wire is not None:
+                self._wire.sent(output)
         if self.engine.close_requested:
             self._cancel_timer()
             if transport.is_closing():
@@ -235,6 +284,9 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
                 self.send(self.engine.send_message(context_id, command, dataset))
             except LocalProtocolError:
                 log.debug("association ended before a reply could be sent")
+            else:
+                if self._notify_dimse_sent:
+                    self.assoc.handlers.notify(self.assoc, EVT_DIMSE_SENT, message=command)
         self._start_messages()
         self._answer_release()
         self.flush()
@@ -245,14 +297,37 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if self._release_asked and not self._in_flight and not self._pending and self.engine.release_answer_owed:
             self._release_asked = False
             self.send(self.engine.release_response())
+            self._acse(EVT_ACSE_SENT, AReleaseRP())
+            self.service.released(self)
+
+    def release(self) -> None:
+        """A-RELEASE-RQ from our side (a handler asked); the requestor's A-RELEASE-RP ends it."""
+        if self.transport is None or self._releasing or not self.engine.is_established:
+            return
+        self._releasing = True
+        self.send(self.engine.release())
+        self._acse(EVT_ACSE_SENT, AReleaseRQ())
+        self.flush()
+
+    def _release_confirmed(self) -> None:
+        self._releasing = False
+        if self.engine.release_answer_owed:
+            # A collision: our A-RELEASE-RP to the requestor's request comes next (PS3.8 Sta12).
+            self._release_asked = True
+        else:
             self.service.released(self)
 
     def abort(self) -> None:
-        """A-ABORT from our side (shutdown, network timeout), then close."""
+        """A-ABORT from our side (a handler, a timeout, a shutdown), then close."""
         if self.transport is None:
             return
-        self.send(self.engine.abort_if_open())
+        sent = self.engine.abort_if_open()
+        self.send(sent)
         self.engine.request_close()
+        if sent:
+            abort = AAbort()  # what abort_if_open sends: service user, no reason
+            self._acse(EVT_ACSE_SENT, abort)
+            self.service.aborted_locally(self, abort)
         self.flush()
 
     # -- timers: one handle, re-armed only when its deadline really passed ------
@@ -260,6 +335,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
     def _wanted_timer(self) -> tuple[str, float | None]:
         if self.engine.artim_running:
             return "artim", self.service.acse_timeout
+        if self._releasing:
+            return "release", self.service.acse_timeout
         if not self.engine.is_closed:
             return "network", self.service.network_timeout
         return "", None
@@ -297,6 +374,10 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if kind == "artim":
             log.info("ARTIM expired for %s:%s in %s", *self.peer[:2], self.engine.state)
             self._after(self.engine.timer_expired())
+        elif kind == "release":
+            _EXCHANGE_LOG.error("ACSE timeout reached while waiting for the A-RELEASE response")
+            self.abort()
         else:
+            _EXCHANGE_LOG.error("Network timeout reached")
             log.info("network timeout: no data from %s:%s, aborting", *self.peer[:2])
             self.abort()

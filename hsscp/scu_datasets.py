@@ -1,8 +1,10 @@
 """What the SCU sends as a message's data set, and the status Dataset it hands back.
 
 Which accepted context a data set goes on decides its transfer syntax: a
-pydicom Dataset is encoded in it; a Part 10 file's data set, which must be
-in it already, is streamed from disk as it is, in chunks, never decoded.
+pydicom Dataset is encoded in it; a Part 10 file's data set is streamed
+from disk as it is, in chunks, never decoded, when the context has the
+file's own syntax, and decoded and re-encoded (:func:`converted_file`) only
+when no accepted context has it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
@@ -24,6 +27,7 @@ from hsscp.presentation import PresentationContext
 __all__ = [
     "STREAM_CHUNK_SIZE",
     "choose_context",
+    "converted_file",
     "dataset_transfer_syntax",
     "encode_dataset",
     "file_dataset_chunks",
@@ -138,6 +142,24 @@ def dataset_transfer_syntax(dataset: Dataset) -> UID:
 
 
 # -- a Part 10 file ---------------------------------------------------------------
+
+
+def converted_file(path: str | bytes, transfer_syntax: str, target: UID) -> bytes:
+    """The data set of the file at ``path`` (in ``transfer_syntax``) re-encoded in ``target``.
+
+    For when the peer accepted no context with the file's own syntax. Logged
+    at INFO, as the bytes sent are no longer the file's; ValueError if the
+    file cannot be decoded or encoded.
+    """
+    LOGGER.info(
+        "Converting %s from '%s' to '%s': the peer accepted no context with the file's "
+        "transfer syntax", os.fsdecode(path), UID(transfer_syntax).name, target.name,
+    )
+    try:
+        dataset = dcmread(path)
+    except Exception as exc:
+        raise ValueError(f"Failed to decode {os.fsdecode(path)} for re-encoding") from exc
+    return encode_dataset(dataset, target)
 
 
 def file_dataset_chunks(stream: BinaryIO, meta: FileMeta, fragment: int) -> Iterator[bytes]:

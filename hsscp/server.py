@@ -74,8 +74,8 @@ class AssociationServer:
     def unbind(self, event, handler) -> None:
         self.service.handlers.unbind(event, handler)
 
-    def get_handlers(self, event) -> list:
-        return self.service.handlers.get_handlers(event)
+    def get_handlers(self, event):
+        return self.service.handlers.bound(event)  # pynetdicom's shapes
 
     def serve_forever(self) -> None:
         """Run the event loop in this thread until ``shutdown()``."""

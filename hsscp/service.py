@@ -19,18 +19,20 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hsscp import dimse, events
+from hsscp import dimse, events, protocol_log
 from hsscp.accepted import AcceptedAssociation
 from hsscp.acse import AcceptorPolicy, Answer, answer_request
 from hsscp.aet import safe_for_log
+from hsscp.extended_negotiation import ask_handlers
 from hsscp.indications import Aborted, MessageReceived
-from hsscp.pdu import AAssociateAC, AAssociateRJ, AAssociateRQ
+from hsscp.pdu import AAbort, AAssociateAC, AAssociateRJ, AAssociateRQ
 from hsscp.presentation import ContextResult, PresentationContext, PresentationContextTuple
 
 if TYPE_CHECKING:
     from hsscp.protocol import AcceptorProtocol
 
 log = logging.getLogger("hsscp.server")
+xlog = protocol_log.EXCHANGE_LOG  # the lines pynetdicom prints for the exchange
 
 MAX_WINDOW = 256  # what "0 = unlimited" outstanding requests means in practice
 
@@ -101,21 +103,23 @@ class AcceptorService:
         """A peer connected: the API association its handlers will see, for the protocol to keep."""
         self.protocols.add(protocol)
         assoc = self.new_association(protocol)
-        self.handlers.notify(assoc, events.EVT_CONN_OPEN, address=protocol.peer)
+        assoc.handlers.notify(assoc, events.EVT_CONN_OPEN, address=protocol.peer)
         return assoc
 
     def association_requested(self, protocol: AcceptorProtocol, request: AAssociateRQ) -> Admission | None:
         """Admit or reject; None when there is nothing left to answer."""
         assoc = protocol.assoc
         assoc.requested(request)
-        self.handlers.notify(assoc, events.EVT_REQUESTED)
+        protocol_log.log_associate_rq(xlog, request, outgoing=False)
+        assoc.handlers.notify(assoc, events.EVT_REQUESTED)
         if not protocol.engine.awaits_answer:
             # The same read carried more after the request (P-DATA before our answer,
             # say) and the engine has already aborted as PS3.8 says: nothing to answer.
             return None
         at_capacity = not self.limiter.try_acquire()
         try:
-            answer = answer_request(request, self.policy(), at_capacity)
+            extended = ask_handlers(assoc.handlers, assoc, request)
+            answer = answer_request(request, self.policy(), at_capacity, extended)
         except Exception:  # never a traceback, nor a slot held, for what a peer sent
             log.exception("cannot answer the association request from %s", protocol.peer[0])
             if not at_capacity:
@@ -125,18 +129,20 @@ class AcceptorService:
             if not at_capacity:
                 self.limiter.release()
             return self._rejected(protocol, request, answer.rejection)
-        return self._accepted(assoc, answer)
+        return self._accepted(assoc, request, answer)
 
     def _rejected(self, protocol: AcceptorProtocol, request: AAssociateRQ, rj: AAssociateRJ) -> Admission:
+        xlog.info("Rejecting Association")
         log.info(
             "rejecting association from %s (calling %s): result %d source %d reason %d",
             protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
         )
+        protocol_log.log_associate_rj(xlog, rj, outgoing=True)
         protocol.assoc.rejected(rj)
-        self.handlers.notify(protocol.assoc, events.EVT_REJECTED)
+        protocol.assoc.handlers.notify(protocol.assoc, events.EVT_REJECTED)
         return Admission(rejection=rj)
 
-    def _accepted(self, assoc: AcceptedAssociation, answer: Answer) -> Admission:
+    def _accepted(self, assoc: AcceptedAssociation, request: AAssociateRQ, answer: Answer) -> Admission:
         granted = answer.response.user_information.async_operations_window
         # What we granted: how many requests the peer may have outstanding.
         window = (granted.max_performed or MAX_WINDOW) if granted is not None else 1
@@ -147,20 +153,36 @@ class AcceptorService:
             for pc in answer.contexts
             if pc.result == ContextResult.ACCEPTANCE
         }
+        xlog.info("Accepting Association")
+        if xlog.isEnabledFor(logging.DEBUG):
+            proposed = {pc.context_id: pc.abstract_syntax for pc in request.presentation_contexts}
+            protocol_log.log_associate_ac(xlog, answer.response, proposed, outgoing=True)
         assoc.accepted(answer.response, answer.contexts)
         self.ae._register(assoc)
-        self.handlers.notify(assoc, events.EVT_ACCEPTED)
-        self.handlers.notify(assoc, events.EVT_ESTABLISHED)
+        assoc.handlers.notify(assoc, events.EVT_ACCEPTED)
+        assoc.handlers.notify(assoc, events.EVT_ESTABLISHED)
         return Admission(answer.response, contexts=contexts, window=window)
 
     def released(self, protocol: AcceptorProtocol) -> None:
+        xlog.info("Association Released")
         protocol.assoc.ended("released")
-        self.handlers.notify(protocol.assoc, events.EVT_RELEASED)
+        protocol.assoc.handlers.notify(protocol.assoc, events.EVT_RELEASED)
 
     def aborted(self, protocol: AcceptorProtocol, indication: Aborted) -> None:
+        """The peer aborted (A-ABORT) or the provider did (A-P-ABORT: a protocol error, a lost connection)."""
+        if indication.by_peer:
+            protocol_log.log_abort(xlog, indication.source, indication.reason, outgoing=False)
+        xlog.info("Association Aborted" if indication.by_peer else "Association Aborted (A-P-ABORT)")
         log.info("association with %s aborted: %s", protocol.peer[0], indication)
         protocol.assoc.ended("aborted")
-        self.handlers.notify(protocol.assoc, events.EVT_ABORTED)
+        protocol.assoc.handlers.notify(protocol.assoc, events.EVT_ABORTED)
+
+    def aborted_locally(self, protocol: AcceptorProtocol, abort: AAbort) -> None:
+        """We sent an A-ABORT (a handler asked, a timeout, a shutdown)."""
+        xlog.info("Aborting Association")
+        protocol_log.log_abort(xlog, abort.source, abort.reason, outgoing=True)
+        protocol.assoc.ended("aborted")
+        protocol.assoc.handlers.notify(protocol.assoc, events.EVT_ABORTED)
 
     def connection_closed(self, protocol: AcceptorProtocol, held_slot: bool) -> None:
         """The connection is gone; ``held_slot``: it was admitted, so its slot comes back."""
@@ -169,7 +191,7 @@ class AcceptorService:
             self.limiter.release()
             self.ae._unregister(protocol.assoc)
         protocol.assoc.ended("closed")
-        self.handlers.notify(protocol.assoc, events.EVT_CONN_CLOSE)
+        protocol.assoc.handlers.notify(protocol.assoc, events.EVT_CONN_CLOSE, address=protocol.peer)
 
     # -- DIMSE --------------------------------------------------------------------
 
@@ -198,8 +220,9 @@ class AcceptorService:
         future = loop.run_in_executor(self.executor, self._call_handler, protocol.assoc, event, attrs)
         future.add_done_callback(lambda done: protocol.reply(context_id, self._response(command, event, done)))
 
-    def _call_handler(self, assoc, event, attrs: dict):
-        return self.handlers.intervene(assoc, event, **attrs)
+    @staticmethod
+    def _call_handler(assoc, event, attrs: dict):
+        return assoc.handlers.intervene(assoc, event, **attrs)
 
     @staticmethod
     def _response(command, event, done: asyncio.Future):
@@ -209,7 +232,7 @@ class AcceptorService:
             log.exception("DIMSE handler failed")
             status, extra = dimse.Status.NO_HANDLER, {}
         if isinstance(command, dimse.CEchoRQ):
-            return dimse.CEchoRSP(command.message_id, status)
+            return dimse.CEchoRSP(command.message_id, status, error_comment=extra.get("error_comment"))
         return dimse.CStoreRSP(
             command.message_id,
             status,
@@ -219,8 +242,10 @@ class AcceptorService:
         )
 
     def new_association(self, protocol: AcceptorProtocol) -> AcceptedAssociation:
+        """The association's own handlers start as the server's and follow its later (un)bindings."""
         local = protocol.transport.get_extra_info("sockname") or ("", 0)
-        return AcceptedAssociation(self.ae, protocol.peer, local, asyncio.get_running_loop(), protocol.abort)
+        loop = asyncio.get_running_loop()
+        return AcceptedAssociation(self.ae, protocol.peer, local, loop, protocol, self.handlers.follower())
 
     def abort_all(self) -> None:
         for protocol in list(self.protocols):

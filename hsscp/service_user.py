@@ -41,6 +41,39 @@ class ServiceUser(HasMode):
     implementation_version_name: str | None = None
     requested_contexts: list[PresentationContext] = field(default_factory=list)
     user_information: items.UserInformation | None = None
+    accepted_common_extended: dict[str, Any] = field(default_factory=dict)
+
+    def _sub_items(self, kind: type) -> list:
+        return self.user_information.all(kind) if self.user_information is not None else []
+
+    @property
+    def role_selection(self) -> dict[str, items.RoleSelection]:
+        """The SCP/SCU Role Selection items, by SOP class UID."""
+        return {item.sop_class_uid: item for item in self._sub_items(items.RoleSelection)}
+
+    @property
+    def sop_class_extended(self) -> dict[str, bytes]:
+        """The SOP Class Extended Negotiation items: {SOP class UID: application information}."""
+        return {
+            item.sop_class_uid: item.service_class_application_information
+            for item in self._sub_items(items.SOPClassExtendedNegotiation)
+        }
+
+    @property
+    def sop_class_common_extended(self) -> dict[str, Any]:
+        """SOP Class Common Extended Negotiation: the requestor's items, or what the acceptor accepted.
+
+        (PS3.7 D.3.3.6: an acceptor sends no reply to them, so its side is what
+        its ``EVT_SOP_COMMON`` handler returned.)
+        """
+        if self.is_acceptor:
+            return dict(self.accepted_common_extended)
+        return {item.sop_class_uid: item for item in self._sub_items(items.SOPClassCommonExtendedNegotiation)}
+
+    @property
+    def user_identity(self) -> items.UserIdentityRQ | items.UserIdentityAC | None:
+        """The User Identity item (request or response), if any."""
+        return self.user_information.user_identity if self.user_information is not None else None
 
     @property
     def asynchronous_operations(self) -> tuple[int, int]:

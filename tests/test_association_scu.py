@@ -25,7 +25,7 @@ from pynetdicom import AE as PynetdicomAE
 from pynetdicom import ALL_TRANSFER_SYNTAXES
 from pynetdicom import evt as pynetdicom_evt
 
-from hsscp import AE, association, dimse, events, items, pdu, scu_datasets
+from hsscp import AE, dimse, events, items, pdu, scu_datasets, scu_services
 from hsscp.association import Association, open_association
 from hsscp.engine import Engine, Role
 from hsscp.indications import AssociationRequested, MessageReceived, ReleaseConfirmed
@@ -190,18 +190,26 @@ def test_a_dataset_is_encoded_in_the_accepted_transfer_syntax(syntax):
         assert decoded.PatientName == dataset.PatientName
 
 
-def test_a_file_needs_a_context_with_its_own_transfer_syntax():
+def test_a_file_without_a_context_of_its_own_syntax_is_re_encoded_where_pynetdicom_would():
     contexts = [
         build_context(CT_IMAGE, ImplicitVRLittleEndian),
+        build_context(MR_IMAGE, ExplicitVRLittleEndian),
+        build_context(SECONDARY_CAPTURE, ExplicitVRLittleEndian),
         build_context(VERIFICATION_SOP_CLASS),
     ]
     with pynetdicom_scp() as peer, established(peer, contexts) as assoc:
-        with pytest.raises(ValueError, match="No presentation context for 'CT Image Storage'"):
-            assoc.send_c_store(get_testdata_file("CT_small.dcm"))  # Explicit VR LE
+        ct = get_testdata_file("CT_small.dcm")  # Explicit VR LE, only Implicit VR LE accepted
+        assert assoc.send_c_store(ct).Status == 0x0000
+        syntax, received = peer.stored[-1]
+        assert syntax == ImplicitVRLittleEndian
+        assert events.decode_dataset(received, syntax) == dcmread(ct)  # the same data set, re-encoded
+        # Big endian converts to no little endian syntax, as in pynetdicom: nothing is sent.
         with pytest.raises(ValueError, match="No presentation context for 'MR Image Storage'"):
-            assoc.send_c_store(get_testdata_file("MR_small.dcm"))
+            assoc.send_c_store(get_testdata_file("MR_small_bigendian.dcm"))
+        with pytest.raises(ValueError, match="'Secondary Capture Image Storage'.*'JPEG Baseline"):
+            assoc.send_c_store(get_testdata_file("SC_rgb_jpeg_dcmtk.dcm"))  # compressed: never converted
         with pytest.raises(ValueError, match="No presentation context"):
-            assoc.send_c_store(dcmread(get_testdata_file("MR_small.dcm")))
+            assoc.send_c_store(dcmread(get_testdata_file("MR_small_bigendian.dcm")))
         # Nothing was sent: the association goes on.
         assert assoc.send_c_echo().Status == 0x0000
         assoc.release()
@@ -303,7 +311,7 @@ def test_a_large_file_is_read_and_sent_in_chunks(tmp_path, monkeypatch):
         stream = real_open(*args, **kwargs)
         return _ReadSpy(stream, stream.read, reads)
 
-    monkeypatch.setattr(association, "open", spying_open, raising=False)
+    monkeypatch.setattr(scu_services, "open", spying_open, raising=False)
     contexts = [build_context(SECONDARY_CAPTURE, ExplicitVRLittleEndian)]
     with pynetdicom_scp(maximum_pdu_size=8192) as peer, established(peer, contexts) as assoc:
         assert assoc.send_c_store(path).Status == 0x0000

@@ -171,9 +171,11 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
 @pytest.fixture
 def restore_logging():
     logger = logging.getLogger("hsscp")
-    handlers, level = list(logger.handlers), logger.level
+    exchange = logging.getLogger("hsscp.exchange")  # configure_logging sets its level too
+    handlers, level, exchange_level = list(logger.handlers), logger.level, exchange.level
     yield logger
     logger.handlers, logger.level = handlers, level
+    exchange.setLevel(exchange_level)
 
 
 @dataclass
@@ -412,8 +414,7 @@ def test_dcmtk_flags_hsscp_cannot_honour_are_usage_errors(
 
 @pytest.mark.parametrize(
     ("flags", "setting"),
-    [(["+xe"], "transfer_syntaxes"), (["+xi"], "transfer_syntaxes"), (["-pm"], "promiscuous"),
-     (["+uf"], "unique_filenames"), (["-fe", ".txt"], "filename_extension"),
+    [(["-fe", ".txt"], "filename_extension"),
      (["-su", "st"], "sort_on_study_uid")],
 )
 def test_settings_the_server_cannot_honour_yet_refuse_to_start(
@@ -425,11 +426,18 @@ def test_settings_the_server_cannot_honour_yet_refuse_to_start(
     assert err.startswith(f"hsscp storescp: error: setting '{setting}'") and "not supported yet" in err
 
 
+def test_unique_filenames_keep_every_copy_as_dcmtk_does() -> None:
+    assert cli.parse_storescp(["+uf"]).on_duplicate == "rename"
+    assert cli.parse_storescp(["+uf", "--on-duplicate", "rename"]).process_settings().on_duplicate == "rename"
+    with pytest.raises(ConfigError, match="contradicts"):
+        cli.parse_storescp(["+uf", "--on-duplicate", "reject"])
+
+
 def test_the_same_settings_in_a_config_file_refuse_to_start(fake_supervisor, tmp_path: Path) -> None:
     path = tmp_path / "hsscp.toml"
-    path.write_text('transfer_syntaxes = ["1.2.840.10008.1.2"]\n')
+    path.write_text('sort_on_study_uid = "st"\n')
     assert cli.main(["storescp", "--config", str(path)]) == 2
-    assert cli.main(["storescp", "--config", str(path), "+xa"]) == 0  # the flag overrides the file
+    assert fake_supervisor.calls == []
 
 
 @pytest.mark.parametrize(

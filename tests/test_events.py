@@ -285,11 +285,13 @@ def test_status_dataset_unsupported_elements_are_logged(caplog: pytest.LogCaptur
     assert "PatientName" in caplog.text
 
 
-def test_echo_status_dataset_keeps_only_the_status() -> None:
+def test_echo_status_dataset_keeps_the_error_comment_only() -> None:
+    # A C-ECHO-RSP carries an Error Comment (PS3.7 9.1.5.1), nothing else of a status data set.
     result = Dataset()
     result.Status = 0x0122
-    result.ErrorComment = "not for echo"
-    assert status_from_result(result, EVT_C_ECHO) == (0x0122, {})
+    result.ErrorComment = "not today"
+    result.OffendingElement = 0x00080016
+    assert status_from_result(result, EVT_C_ECHO) == (0x0122, {"error_comment": "not today"})
 
 
 @pytest.mark.parametrize(

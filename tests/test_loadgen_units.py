@@ -98,13 +98,17 @@ def _instance(sop: str, syntax: str) -> Instance:
     return Instance("x.dcm", sop, "1.2.3", syntax, 132, 10)
 
 
-def test_contexts_offer_the_files_own_syntax_first():
+def test_contexts_offer_each_files_own_syntax_alone_then_fallbacks():
     contexts = files.plan_contexts([_instance(CT, IMPLICIT_VR_LE), _instance(CT, JPEG2000), _instance(MR, EXPLICIT_VR_LE)])
     offered = [(str(pc.abstract_syntax), [str(ts) for ts in pc.transfer_syntax]) for pc in contexts]
+    # A peer that accepts a file's own syntax must get that context, whatever it prefers:
+    # so the own syntax is offered alone, and re-encodable files get a fallback after.
     assert offered == [
-        (CT, [IMPLICIT_VR_LE, EXPLICIT_VR_LE]),
-        (CT, [JPEG2000]),  # compressed data cannot go in another syntax undecoded
-        (MR, [EXPLICIT_VR_LE, IMPLICIT_VR_LE]),
+        (CT, [IMPLICIT_VR_LE]),
+        (CT, [JPEG2000]),  # compressed data cannot go in another syntax undecoded: no fallback for it
+        (MR, [EXPLICIT_VR_LE]),
+        (CT, [EXPLICIT_VR_LE]),
+        (MR, [IMPLICIT_VR_LE]),
     ]
 
 

@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from hsscp import context_plan
 from hsscp.acse import MAX_REQUESTED_CONTEXTS
 from hsscp.loadgen import uidpatch
 from hsscp.part10 import Part10Error, read_file_meta
@@ -121,38 +122,19 @@ def scan(paths: Iterable[str]) -> Scan:
     return result
 
 
-def _syntaxes_for(transfer_syntax: str) -> list[str]:
-    """The file's own transfer syntax first, then explicit and implicit VR little endian.
-
-    Only for little endian files: a compressed or big endian data set cannot
-    be sent in another syntax without decoding it, so offering one would
-    only invite an acceptance that is of no use.
-    """
-    if transfer_syntax not in CONVERTIBLE:
-        return [transfer_syntax]
-    return [transfer_syntax, *(ts for ts in CONVERTIBLE if ts != transfer_syntax)]
-
-
 def plan_contexts(instances: Sequence[Instance], only: Sequence[str] | None = None) -> list[PresentationContext]:
     """The presentation contexts to propose for ``instances``.
 
-    One context per (SOP class, transfer syntax) pair found, so each file can
-    go in its own syntax; past 128 pairs, one per SOP class listing all its
-    syntaxes. With ``only``, one context per SOP class proposing just those
-    syntaxes (DCMTK storescu's ``-xi``). More than 128 SOP classes cannot go
-    on one association.
+    :func:`hsscp.context_plan.plan_contexts`: one context per (SOP class,
+    transfer syntax) of the files with that syntax alone, so a peer that
+    accepts it gets the bytes as they are, and fallback contexts only for
+    what can be re-encoded. With ``only``, one context per SOP class
+    proposing just those syntaxes (DCMTK storescu's ``-xi``).
     """
     if only is not None:
         classes = dict.fromkeys(i.sop_class_uid for i in instances)
         return [build_context(sop, list(only)) for sop in _within_limit(classes)]
-    pairs = dict.fromkeys((i.sop_class_uid, i.transfer_syntax) for i in instances)
-    if len(pairs) <= MAX_REQUESTED_CONTEXTS:
-        return [build_context(sop, _syntaxes_for(ts)) for sop, ts in pairs]
-    by_class: dict[str, list[str]] = {}
-    for sop, ts in pairs:
-        by_class.setdefault(sop, [])
-        by_class[sop] += [s for s in _syntaxes_for(ts) if s not in by_class[sop]]
-    return [build_context(sop, syntaxes) for sop, syntaxes in _within_limit(by_class).items()]
+    return context_plan.plan_contexts((i.sop_class_uid, i.transfer_syntax) for i in instances)
 
 
 def _within_limit(by_class: dict) -> dict:

@@ -58,6 +58,10 @@ async def _send_all(job: StoreJob, assoc: Association, queue: WorkQueue, stats: 
                 log.warning("%s: %s for SOP class %s in transfer syntax %s", instance.path, NO_CONTEXT,
                             instance.sop_class_uid, instance.transfer_syntax)
             continue
+        if route.transfer_syntax != instance.transfer_syntax and index not in warned:
+            warned.add(index)  # the peer accepted nothing else: say so once per file
+            log.info("%s: converted from %s to %s, the only syntax the peer accepted for it",
+                     instance.path, instance.transfer_syntax, route.transfer_syntax)
         try:
             payload = job.payloads.get(index, copy, route)
         except Exception as exc:  # an unreadable file or a failed re-encoding: that file only
