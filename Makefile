@@ -8,7 +8,7 @@ OUT    ?= received
 BIND   ?= 127.0.0.1
 
 # Debian packages the interop tests talk to, keyed by the command they provide.
-PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy
+PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy prometheus:prometheus ip:iproute2 valgrind:valgrind
 
 .PHONY: test venv peers lint bench run clean fuzz soak
 

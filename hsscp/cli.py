@@ -25,6 +25,7 @@ from hsscp.config import (
     DUPLICATE_POLICIES,
     FSYNC_POLICIES,
     LAYOUTS,
+    LOG_FORMATS,
     LOG_LEVELS,
     ConfigError,
     ServerConfig,
@@ -163,6 +164,17 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--heartbeat-timeout", dest="heartbeat_timeout", type=float, metavar="SECONDS",
                    help="replace a worker whose event loop has been stuck this long (default 10)")
 
+    g = p.add_argument_group("operations")
+    g.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics, /healthz and /readyz there (e.g. 127.0.0.1:9100)")
+    g.add_argument("--min-free-space", dest="min_free_space", type=_size, metavar="BYTES",
+                   help="below this much free space answer C-STOREs 0xA700 and report not ready (default 0: never)")
+    g.add_argument("--proxy-protocol", dest="proxy_protocol", action=argparse.BooleanOptionalAction,
+                   help="each connection starts with a PROXY v1/v2 header (HAProxy send-proxy): "
+                        "its client address is the peer")
+    g.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS,
+                   help="text (default) or json: one JSON object a line")
+
     g = p.add_argument_group("after the file lands (placeholders #p folder, #f file, #a calling AE, "
                              "#c called AE, #r peer; no shell runs)")
     g.add_argument("-xcr", "--exec-on-reception", dest="exec_on_reception", metavar="CMD",
@@ -231,20 +243,30 @@ def parse_storescp(argv: Sequence[str]) -> ServerConfig:
     return _merged_config(build_parser().parse_args(["storescp", *argv]))
 
 
-def configure_logging(level: str) -> None:
-    """Send the ``hsscp`` logger to stderr at one of LOG_LEVELS."""
+def configure_logging(level: str, log_format: str = "text") -> None:
+    """Send the ``hsscp`` logger to stderr at one of LOG_LEVELS, as text or JSON lines."""
     logger = logging.getLogger("hsscp")
     # Replace our stream handler on a second call instead of doubling every line.
     logger.handlers = [h for h in logger.handlers if not getattr(h, "_hsscp_cli", False)]
     handler = logging.StreamHandler(sys.stderr)
     handler._hsscp_cli = True  # type: ignore[attr-defined]
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
-    )
+    if log_format == "json":
+        from hsscp.log_format import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
+        )
     logger.addHandler(handler)
     logger.setLevel(_LOGGING_LEVELS[level])
     # pynetdicom's lines per association and per message (DCMTK's -v) only from "verbose" on.
     logging.getLogger("hsscp.exchange").setLevel(logging.WARNING if level in ("quiet", "info") else logging.NOTSET)
+    # A line per association (at the level set above), one per C-STORE from -v on; failures
+    # are WARNINGs, shown at every level.
+    from hsscp.association_log import show_info_lines
+
+    show_info_lines(association=True, store=level in ("verbose", "debug"))
 
 
 def _run_storescp(args: argparse.Namespace) -> int:
@@ -257,7 +279,7 @@ def _run_storescp(args: argparse.Namespace) -> int:
         ssl_context(config)
     except (OSError, ssl.SSLError) as exc:
         raise ConfigError(f"cannot load the TLS certificate, key or CA: {exc}") from None
-    configure_logging(config.log_level)
+    configure_logging(config.log_level, config.log_format)
     from workers.scp import serve  # imported late: it pulls in the whole server
 
     result = serve(config)

@@ -39,6 +39,7 @@ __all__ = [
     "FSYNC_POLICIES",
     "HOOK_COMMANDS",
     "LAYOUTS",
+    "LOG_FORMATS",
     "LOG_LEVELS",
     "ConfigError",
     "ProcessSettings",
@@ -46,11 +47,13 @@ __all__ = [
     "build_config",
     "dump_toml",
     "load_config_file",
+    "parse_host_port",
     "parse_size",
     "ssl_context",
 ]
 
 LOG_LEVELS = ("quiet", "info", "verbose", "debug")
+LOG_FORMATS = ("text", "json")
 LAYOUTS = ("study", "flat")
 FSYNC_POLICIES = ("none", "file", "file+dir")
 DUPLICATE_POLICIES = ("overwrite", "keep", "rename", "reject")
@@ -68,7 +71,7 @@ HOOK_COMMANDS = {
 }
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
-SIZE_FIELDS = ("max_pdu", "spool_threshold")
+SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space")
 
 
 class ConfigError(InvalidInput):
@@ -113,6 +116,12 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     sort_on_study_uid: str = ""  # folders <PREFIX>_<Study Instance UID> (-su PREFIX); "": not so
     # What a store of a SOP instance already stored with other bytes does.
     on_duplicate: str = "overwrite"
+    # Operations: "HOST:PORT" serves /metrics, /healthz, /readyz ("" = none); below
+    # min_free_space free bytes C-STOREs are refused (0xA700, 0 = never); proxy_protocol:
+    # every connection starts with a PROXY v1/v2 header (behind HAProxy's send-proxy).
+    metrics: str = ""
+    min_free_space: int = 0
+    proxy_protocol: bool = False
     # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
     # run by the pipeline process ("": none); a study or series completes after this many quiet seconds.
     exec_on_reception: str = ""
@@ -124,6 +133,10 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     hook_concurrency: int = 4
 
     def __post_init__(self) -> None:
+        if self.metrics:
+            parse_host_port(self.metrics)  # its ValueError names the setting
+        if self.min_free_space < 0:
+            raise ValueError(f"min_free_space must be 0 or more, not {self.min_free_space}")
         _check_hooks(self)
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
@@ -193,8 +206,12 @@ class ServerConfig(ProcessSettings, frozen=True, forbid_unknown_fields=True, kw_
     tls_ca: str | None = None  # set: client certificates are required and verified (mutual TLS)
     require_calling_aet: list[str] = []
     require_called_aet: bool = False
+    log_format: str = "text"  # "json": one JSON object a line, for log shippers
 
     def __post_init__(self) -> None:
+        _check_choice(self, "log_format", LOG_FORMATS)
+        if self.proxy_protocol and self.tls_cert is not None:
+            raise ValueError("proxy_protocol cannot be combined with TLS here: terminate TLS at the proxy")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         # Stored normalized (stripped str) so comparisons with titles from the wire are exact.
@@ -276,6 +293,14 @@ def parse_size(text: str) -> int:
         raise ValueError(f"{text!r} is not a size in bytes (like 4194304, 512K, 4M or 1G)")
     unit = match.group(2).upper() if match.group(2) else None
     return int(match.group(1)) * _UNITS[unit]
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9100`` for IPv6, ``:9100`` for every interface) as (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"metrics must be HOST:PORT (like 127.0.0.1:9100), not {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def load_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -70,8 +70,9 @@ READ_BUFFER_SIZE = 256 * 1024
 class AcceptorProtocol(asyncio.BufferedProtocol):
     """One accepted transport connection and the association on it."""
 
-    def __init__(self, service: AcceptorService) -> None:
+    def __init__(self, service: AcceptorService, peer: tuple[str, int] | None = None) -> None:
         self.service = service
+        self._proxied_peer = peer  # the client's address from a PROXY header (hsscp.proxied)
         self.engine = Engine(Role.ACCEPTOR, sink_factory=service.sink_factory_for(self))
         self.transport: asyncio.Transport | None = None
         self.peer: tuple[str, int] = ("", 0)
@@ -109,7 +110,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             # A request/response protocol stalls ~40 ms a message without it.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = self._proxied_peer or transport.get_extra_info("peername") or ("", 0)
         self.assoc = self.service.connection_opened(self)
         self.watch()
         self._after(self.engine.connection_made())
@@ -219,7 +220,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             self.send(self.engine.reject(rj.result, rj.source, rj.reason))
             self._acse(EVT_ACSE_SENT, rj)
         else:
-            self.abort()
+            self.abort("the association request could not be answered")
 
     def _drop_pending(self) -> None:
         """The association ended with requests still waiting: what they hold goes back."""
@@ -317,8 +318,8 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         else:
             self.service.released(self)
 
-    def abort(self) -> None:
-        """A-ABORT from our side (a handler, a timeout, a shutdown), then close."""
+    def abort(self, why: str = "") -> None:
+        """A-ABORT from our side (a handler, a timeout, a shutdown: ``why``, in words), then close."""
         if self.transport is None:
             return
         sent = self.engine.abort_if_open()
@@ -327,7 +328,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
         if sent:
             abort = AAbort()  # what abort_if_open sends: service user, no reason
             self._acse(EVT_ACSE_SENT, abort)
-            self.service.aborted_locally(self, abort)
+            self.service.aborted_locally(self, abort, why)
         self.flush()
 
     # -- timers: one handle, re-armed only when its deadline really passed ------
@@ -376,8 +377,7 @@ class AcceptorProtocol(asyncio.BufferedProtocol):
             self._after(self.engine.timer_expired())
         elif kind == "release":
             _EXCHANGE_LOG.error("ACSE timeout reached while waiting for the A-RELEASE response")
-            self.abort()
+            self.abort("no A-RELEASE-RP within the ACSE timeout")
         else:
             _EXCHANGE_LOG.error("Network timeout reached")
-            log.info("network timeout: no data from %s:%s, aborting", *self.peer[:2])
-            self.abort()
+            self.abort(f"no data for {self.service.network_timeout:g} s (network timeout)")

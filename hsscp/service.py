@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from hsscp import dimse, events, protocol_log
 from hsscp.accepted import AcceptedAssociation
 from hsscp.acse import AcceptorPolicy, Answer, answer_request
-from hsscp.aet import safe_for_log
+from hsscp.association_log import (
+    AssociationTally,
+    abort_words,
+    log_association_end,
+    log_rejection,
+    log_store,
+    peer_text,
+)
 from hsscp.extended_negotiation import ask_handlers
 from hsscp.indications import Aborted, MessageReceived
 from hsscp.pdu import AAbort, AAssociateAC, AAssociateRJ, AAssociateRQ
@@ -84,6 +92,8 @@ class AcceptorService:
         self.executor = executor
         self.protocols: set[AcceptorProtocol] = set()
         self.stats = None  # a workers.stats.Stats row when running under the supervisor
+        # What each open association did, for the line it gets when it ends.
+        self.tallies: dict[AcceptorProtocol, AssociationTally] = {}
 
     # Read live from the AE, as pynetdicom does, so a change applies to new reads.
     @property
@@ -102,6 +112,7 @@ class AcceptorService:
     def connection_opened(self, protocol: AcceptorProtocol) -> AcceptedAssociation:
         """A peer connected: the API association its handlers will see, for the protocol to keep."""
         self.protocols.add(protocol)
+        self.tallies[protocol] = AssociationTally(peer_text(protocol.peer))
         assoc = self.new_association(protocol)
         assoc.handlers.notify(assoc, events.EVT_CONN_OPEN, address=protocol.peer)
         return assoc
@@ -110,6 +121,8 @@ class AcceptorService:
         """Admit or reject; None when there is nothing left to answer."""
         assoc = protocol.assoc
         assoc.requested(request)
+        tally = self.tallies[protocol]
+        tally.calling_ae, tally.called_ae = request.calling_ae_title, request.called_ae_title
         protocol_log.log_associate_rq(xlog, request, outgoing=False)
         assoc.handlers.notify(assoc, events.EVT_REQUESTED)
         if not protocol.engine.awaits_answer:
@@ -133,10 +146,10 @@ class AcceptorService:
 
     def _rejected(self, protocol: AcceptorProtocol, request: AAssociateRQ, rj: AAssociateRJ) -> Admission:
         xlog.info("Rejecting Association")
-        log.info(
-            "rejecting association from %s (calling %s): result %d source %d reason %d",
-            protocol.peer[0], safe_for_log(request.calling_ae_title), rj.result, rj.source, rj.reason,
-        )
+        log_rejection(peer_text(protocol.peer), request.calling_ae_title, request.called_ae_title,
+                      rj.result, rj.source, rj.reason)
+        if self.stats is not None:
+            self.stats.association(False, request.calling_ae_title)
         protocol_log.log_associate_rj(xlog, rj, outgoing=True)
         protocol.assoc.rejected(rj)
         protocol.assoc.handlers.notify(protocol.assoc, events.EVT_REJECTED)
@@ -147,7 +160,7 @@ class AcceptorService:
         # What we granted: how many requests the peer may have outstanding.
         window = (granted.max_performed or MAX_WINDOW) if granted is not None else 1
         if self.stats is not None:
-            self.stats.add("associations")
+            self.stats.association(True, assoc.requestor.ae_title)
         contexts = {
             pc.context_id: PresentationContextTuple(pc.context_id, pc.abstract_syntax, pc.transfer_syntax[0])
             for pc in answer.contexts
@@ -165,6 +178,7 @@ class AcceptorService:
 
     def released(self, protocol: AcceptorProtocol) -> None:
         xlog.info("Association Released")
+        self._ended(protocol, "released", "released by the peer")
         protocol.assoc.ended("released")
         protocol.assoc.handlers.notify(protocol.assoc, events.EVT_RELEASED)
 
@@ -173,20 +187,33 @@ class AcceptorService:
         if indication.by_peer:
             protocol_log.log_abort(xlog, indication.source, indication.reason, outgoing=False)
         xlog.info("Association Aborted" if indication.by_peer else "Association Aborted (A-P-ABORT)")
-        log.info("association with %s aborted: %s", protocol.peer[0], indication)
+        if indication.detail == "transport connection closed":
+            self._ended(protocol, "aborted", "the peer closed the connection without release or abort")
+        else:
+            words = abort_words(indication.source, indication.reason, indication.by_peer, indication.detail)
+            self._ended(protocol, "aborted", words)
         protocol.assoc.ended("aborted")
         protocol.assoc.handlers.notify(protocol.assoc, events.EVT_ABORTED)
 
-    def aborted_locally(self, protocol: AcceptorProtocol, abort: AAbort) -> None:
-        """We sent an A-ABORT (a handler asked, a timeout, a shutdown)."""
+    def aborted_locally(self, protocol: AcceptorProtocol, abort: AAbort, why: str = "") -> None:
+        """We sent an A-ABORT (a handler asked, a timeout, a shutdown); ``why``, in words."""
         xlog.info("Aborting Association")
+        self._ended(protocol, "aborted", f"aborted by hsscp: {why or 'a handler asked'}")
         protocol_log.log_abort(xlog, abort.source, abort.reason, outgoing=True)
         protocol.assoc.ended("aborted")
         protocol.assoc.handlers.notify(protocol.assoc, events.EVT_ABORTED)
 
+    def _ended(self, protocol: AcceptorProtocol, outcome: str, words: str) -> None:
+        tally = self.tallies.get(protocol)
+        if tally is not None and tally.outcome == "closed":  # the first word on it stands
+            tally.outcome, tally.ended = outcome, words
+
     def connection_closed(self, protocol: AcceptorProtocol, held_slot: bool) -> None:
         """The connection is gone; ``held_slot``: it was admitted, so its slot comes back."""
         self.protocols.discard(protocol)
+        tally = self.tallies.pop(protocol, None)
+        if held_slot and tally is not None:
+            log_association_end(tally)
         if held_slot:
             self.limiter.release()
             self.ae._unregister(protocol.assoc)
@@ -205,9 +232,9 @@ class AcceptorService:
             event = events.EVT_C_ECHO
             attrs = {"request": command, "context": context}
         else:
-            log.warning("%s on context %d is not a service this SCP offers: aborting",
-                        dimse.command_name(command.command_field), message.context_id)
-            protocol.abort()
+            name = dimse.command_name(command.command_field)
+            log.warning("%s on context %d is not a service this SCP offers: aborting", name, message.context_id)
+            protocol.abort(f"{name} is not a service this SCP offers")
             return
         self.run_handler(protocol, message.context_id, command, event, attrs)
 
@@ -218,7 +245,15 @@ class AcceptorService:
         """The user's handler runs on a worker thread: a slow one must not stall the loop."""
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.executor, self._call_handler, protocol.assoc, event, attrs)
-        future.add_done_callback(lambda done: protocol.reply(context_id, self._response(command, event, done)))
+        started = time.monotonic()
+
+        def answer(done: asyncio.Future) -> None:
+            response = self._response(command, event, done)
+            if isinstance(command, dimse.CStoreRQ):  # a user's handler stored it (or not): say so
+                self.store_answered(protocol, command, response.status, "", 0, started)
+            protocol.reply(context_id, response)
+
+        future.add_done_callback(answer)
 
     @staticmethod
     def _call_handler(assoc, event, attrs: dict):
@@ -247,7 +282,17 @@ class AcceptorService:
         loop = asyncio.get_running_loop()
         return AcceptedAssociation(self.ae, protocol.peer, local, loop, protocol, self.handlers.follower())
 
-    def abort_all(self) -> None:
+    def abort_all(self, why: str = "the server is stopping") -> None:
         for protocol in list(self.protocols):
-            protocol.abort()
+            protocol.abort(why)
+
+    def store_answered(self, protocol: AcceptorProtocol, command: dimse.CStoreRQ, status: int, path: str,
+                       nbytes: int, started: float, comment: str = "") -> None:
+        """A C-STORE was answered: count it for its association's line, and log it."""
+        tally = self.tallies.get(protocol)
+        if tally is None:
+            return
+        tally.count(status, nbytes)
+        log_store(tally, command.affected_sop_class_uid, command.affected_sop_instance_uid, status, path,
+                  nbytes, started, comment)
 

@@ -170,12 +170,17 @@ def test_unknown_key_in_file(tmp_path: Path) -> None:
 
 @pytest.fixture
 def restore_logging():
+    from hsscp.association_log import show_info_lines
+
     logger = logging.getLogger("hsscp")
     exchange = logging.getLogger("hsscp.exchange")  # configure_logging sets its level too
     handlers, level, exchange_level = list(logger.handlers), logger.level, exchange.level
+    shown = show_info_lines()  # and which on-call lines are printed
+    show_info_lines(*shown)
     yield logger
     logger.handlers, logger.level = handlers, level
     exchange.setLevel(exchange_level)
+    show_info_lines(*shown)
 
 
 @dataclass

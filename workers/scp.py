@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from hsscp.aet import normalize_ae_title
-from hsscp.config import ProcessSettings, ServerConfig, ssl_context
-from hsscp.storage import FsyncPolicy, Layout, Storage
+from hsscp.config import ProcessSettings, ServerConfig, parse_host_port, ssl_context
+from hsscp.storage import TEMP_DIR_NAME, FsyncPolicy, Layout, Storage
 from hsscp.transport import bind_listener
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 from workers import stats as stats_table
 from workers.arena import remove_arenas_of
+from workers.health import HealthMonitor
 from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
 from workers.pipeline import PipelinePlan
@@ -92,6 +93,9 @@ class StorageSCP:
         self.rundir = ""
         self.storage: Storage | None = None  # these are set up by run(), before the fork
         self.stats: Any = None
+        self.monitor: HealthMonitor | None = None  # with --metrics or --min-free-space
+        self.metrics: Any = None  # the workers.metrics.MetricsServer of --metrics
+        self.supervisor: Supervisor | None = None
         self._started = time.monotonic()
 
     def run(self) -> ServeResult:
@@ -109,9 +113,12 @@ class StorageSCP:
             "hsscp storescp listening: AE title %s, address %s, port %d, %s; %d workers and %d writers",
             self.ae_title, host or "every interface", port, where, self.worker_role.count, self.writer_role.count,
         )
+        self.supervisor = Supervisor(self, self.settings.heartbeat_timeout)
+        self._start_operations()
         try:
-            exit_code = Supervisor(self, self.settings.heartbeat_timeout).run()
+            exit_code = self.supervisor.run()
         finally:
+            self._stop_operations()
             self._cleanup()
         return ServeResult(exit_code, self.summary())
 
@@ -134,20 +141,55 @@ class StorageSCP:
         self.limiter = SharedLimiter(
             settings.workers, self.ae.maximum_associations, os.path.join(self.rundir, "slots.lock")
         )
-        self.stats = stats_table.new_table(settings.workers)
+        self.stats = stats_table.new_table(settings.workers, os.path.join(self.rundir, "stats.lock"))
+        self._prepare_operations()
         self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writer_role.count)]
         if self.pipeline is not None:
             self.pipeline_path = os.path.join(self.rundir, "pipeline.sock")
 
+    def _prepare_operations(self) -> None:
+        """The health monitor and the metrics server (bound here: a port taken stops the start)."""
+        settings = self.settings
+        if not (settings.metrics or settings.min_free_space):
+            return
+        temp = os.path.join(settings.output_directory, TEMP_DIR_NAME)
+        self.monitor = HealthMonitor(settings.output_directory, temp, settings.min_free_space, self.stats)
+        if settings.metrics:
+            from workers.metrics import HsscpCollector, MetricsServer
+
+            collector = HsscpCollector(self.stats, lambda: self.limiter.active, self._restarts,
+                                       self.monitor, (role.name for role in self.roles))
+            self.metrics = MetricsServer(parse_host_port(settings.metrics), collector, self.monitor)
+
+    def _restarts(self) -> dict[str, int]:
+        return dict(self.supervisor.restarts) if self.supervisor is not None else {}
+
+    def _start_operations(self) -> None:
+        """Threads of this process, started before the first fork (see workers.metrics on why)."""
+        if self.monitor is not None:
+            self.monitor.start()
+        if self.metrics is not None:
+            self.metrics.start()
+            log.info("metrics, /healthz and /readyz on http://%s:%d/", *self.metrics.address)
+
+    def _stop_operations(self) -> None:
+        if self.monitor is not None:
+            self.monitor.stop()
+
     def _cleanup(self) -> None:
-        if self.storage is not None:
-            self.storage.remove_temp_files()
+        if self.metrics is not None:
+            self.metrics.stop()  # also when the start failed: the port is given back
+            self.metrics = None
+        # No sweep of every temporary file here: each child's were removed as it exited, and
+        # nodes sharing the output folder (behind a load balancer) own the others.
         if self.rundir:
             shutil.rmtree(self.rundir, ignore_errors=True)
 
     # -- the program the supervisor runs ----------------------------------------------
 
     def run_child(self, role: Role, index: int, heartbeat: Heartbeat) -> int:
+        if self.metrics is not None:
+            self.metrics.close_in_child()
         if role is self.pipeline_role:
             self.listener.close()
             journal = getattr(self.storage, "journal", None)  # the store path's, when it keeps one
@@ -183,6 +225,8 @@ class StorageSCP:
             remove_arenas_of(pid)  # a killed worker could not unlink its shared memory itself
 
     def stop_accepting(self) -> None:
+        if self.monitor is not None:
+            self.monitor.draining = True  # /readyz answers 503 from now on
         # The workers close their copies; with ours closed too the port is free at once.
         self.listener.close()
 
@@ -204,7 +248,10 @@ def format_summary(counts: dict[str, int], seconds: float) -> str:
     ]
     if counts["warnings"]:
         lines.append(f"stored with a warning status: {counts['warnings']}")
-    failures = {k: v for k, v in counts.items() if v and k not in ("associations", "stored", "bytes", "warnings")}
+    if counts.get("rejected"):
+        lines.append(f"associations rejected: {counts['rejected']}")
+    not_failures = ("associations", "stored", "bytes", "warnings", "rejected", "received_bytes")
+    failures = {k: v for k, v in counts.items() if v and k not in not_failures}
     if failures:
         lines.append("not stored: " + ", ".join(f"{name.replace('_', ' ')} {n}" for name, n in failures.items()))
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from hsscp import dimse
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from hsscp.protocol import AcceptorProtocol
 
 log = logging.getLogger("hsscp.server")
+
+LOW_SPACE = StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment="out of resources: free space is low")
 
 
 class StorageService(AcceptorService):
@@ -79,13 +82,19 @@ class StorageService(AcceptorService):
             super().message_received(protocol, message)
             return
         sink = message.dataset
+        started = time.monotonic()  # the last PDV is in: the store time runs from here
+        self.stats.add("received_bytes", sink.length)
         if self.ignore:
-            self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length))
+            self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length), started)
             return
         if sink.error is not None:
-            self._answer(protocol, message.context_id, command, _failure(sink.error))
+            self._answer(protocol, message.context_id, command, _failure(sink.error), started)
             return
         context_id = message.context_id
+        if self.stats.refuse_stores:  # below --min-free-space: refused before a byte is written
+            sink.discard()
+            self._answer(protocol, context_id, command, LOW_SPACE, started)
+            return
         if sink.spool_path is None and sink.length <= self.inline_limit:
             # Small and not fsynced: writing it here costs less than the hop to a writer.
             try:
@@ -94,12 +103,12 @@ class StorageService(AcceptorService):
                 log.exception("storing %s failed", command.affected_sop_instance_uid)
                 outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
             sink.discard()
-            self._answer(protocol, context_id, command, outcome)
+            self._answer(protocol, context_id, command, outcome, started)
             return
 
         def stored(outcome: StoreOutcome) -> None:
             sink.discard()
-            self._answer(protocol, context_id, command, outcome)
+            self._answer(protocol, context_id, command, outcome, started)
 
         self.writers.submit(sink, stored)
 
@@ -107,8 +116,12 @@ class StorageService(AcceptorService):
         if isinstance(message.dataset, StoreSink):
             message.dataset.discard()  # its slot reference and spool file, else held for ever
 
-    def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome) -> None:
-        self.stats.count(outcome.status, outcome.bytes_written)
+    def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome,
+                started: float) -> None:
+        self.stats.count(outcome.status, outcome.bytes_written, started=started,
+                         calling_ae=protocol.assoc.requestor.ae_title)
+        self.store_answered(protocol, command, outcome.status, outcome.path, outcome.bytes_written, started,
+                            outcome.error_comment)
         protocol.reply(
             context_id,
             dimse.CStoreRSP(

@@ -102,6 +102,7 @@ class Supervisor:
         self.exit_code = 0
         self._signals: collections.deque[int] = collections.deque()
         self._boot_failures: collections.Counter[tuple[str, int]] = collections.Counter()
+        self.restarts: collections.Counter[str] = collections.Counter()  # role name -> replacements
         self._roles_to_stop: list[Role] = []
         self._stopping_role: Role | None = None
         self._stop_deadline = 0.0
@@ -235,6 +236,7 @@ class Supervisor:
                 return
         else:
             self._boot_failures[key] = 0
+        self.restarts[child.role.name] += 1
         self._spawn(child.role, child.index)
 
     def _check_heartbeats(self) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from hsscp import events
 from hsscp.config import ProcessSettings
-from hsscp.protocol import AcceptorProtocol
+from hsscp.proxied import acceptor_factory
 from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend
 from hsscp.transport import new_event_loop
@@ -86,7 +86,7 @@ async def _serve(ctx: WorkerContext) -> int:
     try:
         service, arena, writers = await _build_service(ctx)
         server = await loop.create_server(
-            lambda: AcceptorProtocol(service), sock=ctx.listener, ssl=ctx.ssl_context,
+            acceptor_factory(service, ctx.settings.proxy_protocol), sock=ctx.listener, ssl=ctx.ssl_context,
             # None (no ACSE timeout) leaves asyncio's own handshake timeout of 60 s.
             ssl_handshake_timeout=ctx.ae.acse_timeout if ctx.ssl_context else None,
         )
