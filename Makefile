@@ -10,7 +10,7 @@ BIND   ?= 127.0.0.1
 # Debian packages the interop tests talk to, keyed by the command they provide.
 PEERS  := storescp:dcmtk openssl:openssl Orthanc:orthanc haproxy:haproxy prometheus:prometheus ip:iproute2 valgrind:valgrind
 
-.PHONY: test venv peers lint bench run clean fuzz soak
+.PHONY: test venv peers lint bench bench-instructions run clean fuzz soak
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,12 @@ test: venv peers
 lint: venv
 	$(VENV)/bin/ruff check .
 
-bench: venv
+bench: venv bench-instructions
 	$(PY) -m pytest bench -q --benchmark-only --benchmark-columns=min,median,mean,ops,rounds
+
+# Instructions per stored instance on the store path (valgrind): a cost guard that noise cannot blur.
+bench-instructions: venv
+	$(PY) -m bench.instructions --datasets tiny,ct
 
 # The server needs only the runtime dependencies, not the test extra: its own marker.
 $(VENV)/.installed-run: pyproject.toml

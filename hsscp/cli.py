@@ -150,6 +150,11 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--inline-limit", dest="inline_limit", type=parse_size, metavar="BYTES",
                    help="with --fsync none, data sets up to this size are written by the worker "
                         "itself, not handed to a writer (default 256K; 0 = always a writer)")
+    g.add_argument("--journal", metavar="FILE", help="append a JSON line per answered C-STORE to FILE")
+    g.add_argument("--journal-max-bytes", dest="journal_max_bytes", type=_size, metavar="BYTES",
+                   help="rotate the journal past this size (default 0: never)")
+    g.add_argument("--journal-keep", dest="journal_keep", type=int, metavar="N",
+                   help="rotated journal files kept (default 5)")
 
     g = p.add_argument_group("processes")
     g.add_argument("--workers", type=int, metavar="N",

@@ -71,7 +71,7 @@ HOOK_COMMANDS = {
 }
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
-SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space")
+SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space", "journal_max_bytes")
 
 
 class ConfigError(InvalidInput):
@@ -122,6 +122,11 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     metrics: str = ""
     min_free_space: int = 0
     proxy_protocol: bool = False
+    # A JSON-lines record of every answered C-STORE, as durable as the files ("": no journal);
+    # rotated past journal_max_bytes (0: never), keeping journal_keep older files.
+    journal: str = ""
+    journal_max_bytes: int = 0
+    journal_keep: int = 5
     # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
     # run by the pipeline process ("": none); a study or series completes after this many quiet seconds.
     exec_on_reception: str = ""
@@ -153,6 +158,8 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
             raise ValueError(f"async_ops must be 1 to 65535, not {self.async_ops}")
         if self.inline_limit < 0:
             raise ValueError(f"inline_limit must be 0 or more, not {self.inline_limit}")
+        if self.journal_max_bytes < 0 or self.journal_keep < 1:
+            raise ValueError("journal_max_bytes must be 0 or more and journal_keep at least 1")
         if self.spool_threshold < MIN_SPOOL_THRESHOLD:
             raise ValueError(
                 f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "

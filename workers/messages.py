@@ -11,7 +11,7 @@ import struct
 
 import msgspec
 
-from hsscp.storage import StoreOutcome, StoreRequest
+from hsscp.storage import InstanceFact, StoreOutcome, StoreRequest
 
 FRAME_HEADER = struct.Struct(">I")
 MAX_FRAME = 1 << 20  # jobs and results are small; anything bigger is a bug or an attack
@@ -39,6 +39,7 @@ class SpoolJob(msgspec.Struct, tag=True, array_like=True, frozen=True):
 class JobDone(msgspec.Struct, tag=True, array_like=True, frozen=True):
     job_id: int
     outcome: StoreOutcome
+    fact: InstanceFact | None = None  # what the journal, logs, metrics and hooks know of the instance
 
 
 Message = StoreJob | SpoolJob | JobDone
@@ -50,6 +51,11 @@ _decoder = msgspec.msgpack.Decoder(Message)
 def frame(message: Message) -> bytes:
     payload = _encoder.encode(message)
     return FRAME_HEADER.pack(len(payload)) + payload
+
+
+def frames(messages: list[Message]) -> bytes:
+    """Several messages as one buffer: a batch goes out with one write."""
+    return b"".join([frame(message) for message in messages])
 
 
 class FrameReader:

@@ -25,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from hsscp.storage import StoreOutcome
+from hsscp.storage import InstanceFact, StoreOutcome
 from workers.messages import FrameReader, frame
 
 __all__ = ["InstanceStored", "Notifier", "frame_reader", "instance_stored"]
@@ -61,11 +61,13 @@ class InstanceStored(msgspec.Struct, frozen=True, array_like=True):
     duplicate: str | None = None  # what became of a copy of an instance stored before (StoreOutcome)
 
 
-def instance_stored(protocol: Any, command: Any, outcome: StoreOutcome) -> InstanceStored:
-    """The notification for a stored instance: the store's outcome and what the worker knows.
+def instance_stored(
+    protocol: Any, command: Any, outcome: StoreOutcome, fact: InstanceFact | None
+) -> InstanceStored:
+    """The notification for a stored instance: its fact (the store path's) and what the worker knows.
 
-    The one place that builds it, so that richer facts from the store path
-    (study and series UIDs, duplicates) come in here.
+    The one place that builds it. Without a fact the study and series are
+    left "" for the pipeline to read from the file.
     """
     assoc = protocol.assoc
     host, port = protocol.peer[:2]
@@ -73,8 +75,8 @@ def instance_stored(protocol: Any, command: Any, outcome: StoreOutcome) -> Insta
         path=outcome.path,
         sop_class_uid=str(command.affected_sop_class_uid),
         sop_instance_uid=str(command.affected_sop_instance_uid),
-        study_instance_uid="",
-        series_instance_uid="",
+        study_instance_uid=fact.study_instance_uid if fact is not None else "",
+        series_instance_uid=fact.series_instance_uid if fact is not None else "",
         status=int(outcome.status),
         bytes=outcome.bytes_written,
         calling_ae=_title(assoc.requestor.ae_title),

@@ -85,7 +85,7 @@ class PipelinePlan:
         """The plan for ``settings`` (ProcessSettings) and the user's handlers; None if nothing runs."""
         handlers = events.HandlerSet(evt_handlers)
         bound = {event for event in events.PIPELINE_EVENTS if handlers.has(event)}
-        journal = bool(getattr(settings, "journal", None))
+        journal = bool(settings.journal)
 
         def command(name: str, allowed: frozenset[str]) -> CommandTemplate | None:
             text = getattr(settings, name)

@@ -19,8 +19,8 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
-from typing import Any
 
+from hsscp.journal import Journal, read_journal
 from hsscp.transport import new_event_loop
 from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
@@ -45,7 +45,7 @@ class PipelineContext:
     plan: PipelinePlan
     socket_path: str
     heartbeat: Heartbeat
-    journal: Any = None  # hsscp.journal.Journal, when the store path keeps one
+    journal: Journal | None = None  # the store path's, when it keeps one
 
 
 def run_pipeline(ctx: PipelineContext) -> int:
@@ -119,11 +119,9 @@ async def _serve(ctx: PipelineContext) -> int:
     return 0
 
 
-def _state_for(plan: PipelinePlan, journal: Any) -> SnapshotState | JournalState:
+def _state_for(plan: PipelinePlan, journal: Journal | None) -> SnapshotState | JournalState:
     if journal is None:
         return SnapshotState(plan.state_file)
-    from hsscp.journal import read_journal
-
     return JournalState(journal, lambda: read_journal(journal.path))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from hsscp.aet import normalize_ae_title
 from hsscp.config import ProcessSettings, ServerConfig, parse_host_port, ssl_context
+from hsscp.journal import Journal, journal_of
 from hsscp.storage import TEMP_DIR_NAME, FsyncPolicy, Layout, Storage
 from hsscp.transport import bind_listener
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -134,6 +135,9 @@ class StorageSCP:
             implementation_version_name=IMPLEMENTATION_VERSION_NAME,
             on_duplicate=settings.on_duplicate,
         )
+        if settings.journal:  # writers and inline-storing workers append to it
+            self.storage.journal = Journal(settings.journal, settings.journal_max_bytes, settings.journal_keep,
+                                           durable=settings.fsync != "none")
         stale = self.storage.remove_temp_files()
         if stale:
             log.warning("removed %d temporary files left by an earlier run", stale)
@@ -192,8 +196,7 @@ class StorageSCP:
             self.metrics.close_in_child()
         if role is self.pipeline_role:
             self.listener.close()
-            journal = getattr(self.storage, "journal", None)  # the store path's, when it keeps one
-            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat, journal))
+            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat, journal_of(self.storage)))
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)

@@ -17,8 +17,16 @@ from hsscp import dimse
 from hsscp.acse import AcceptorPolicy
 from hsscp.aet import normalize_ae_title
 from hsscp.indications import MessageReceived
+from hsscp.journal import journal_of, store_record
 from hsscp.service import AcceptorService
-from hsscp.storage import StorageBackend, StoreOutcome, StoreRequest, os_error_outcome
+from hsscp.storage import (
+    InstanceFact,
+    StorageBackend,
+    StoreOutcome,
+    StoreRequest,
+    os_error_outcome,
+    store_batch,
+)
 from workers.arena import Arena, Landing, StoreSink
 from workers.notify import Notifier, instance_stored
 from workers.stats import Stats
@@ -47,6 +55,7 @@ class StorageService(AcceptorService):
         self.writers = writers
         self.ignore = ignore
         self.notifier = notifier  # tells the pipeline process (hooks, completion) what was stored
+        self.journal = None if ignore else journal_of(storage)
 
     def policy(self) -> AcceptorPolicy:
         # Stores of one association can be in the writers at once: grant that window.
@@ -56,7 +65,7 @@ class StorageService(AcceptorService):
         return None if self.ignore else Landing(self.arena, fallback)
 
     def sink_factory_for(self, protocol: AcceptorProtocol):
-        source: list[str] = []  # the calling AE title, checked once per association
+        source: list[str] = []  # calling AE title, called AE title, peer: once per association
 
         def new_sink(context_id: int, command) -> StoreSink | dimse.BytesSink:
             if not isinstance(command, dimse.CStoreRQ):
@@ -65,12 +74,16 @@ class StorageService(AcceptorService):
                 return DiscardSink()
             context = protocol.contexts.get(context_id)
             if not source:
-                source.append(_valid_or_empty(protocol.assoc.requestor.ae_title))
+                assoc = protocol.assoc
+                source.extend((_valid_or_empty(assoc.requestor.ae_title), _valid_or_empty(assoc.acceptor.ae_title),
+                               f"{protocol.peer[0]}:{protocol.peer[1]}"))
             request = StoreRequest(
                 sop_class_uid=command.affected_sop_class_uid,
                 sop_instance_uid=command.affected_sop_instance_uid,
                 transfer_syntax=str(context.transfer_syntax) if context else "",
                 source_ae_title=source[0],
+                called_ae_title=source[1],
+                peer=source[2],
             )
             return StoreSink(protocol.landing, self.storage, request)
 
@@ -88,7 +101,9 @@ class StorageService(AcceptorService):
             self._answer(protocol, message.context_id, command, StoreOutcome(0, bytes_written=sink.length), started)
             return
         if sink.error is not None:
-            self._answer(protocol, message.context_id, command, _failure(sink.error), started)
+            outcome = _failure(sink.error)
+            self._answer(protocol, message.context_id, command, outcome, started,
+                         InstanceFact.of(sink.request, outcome), True)
             return
         context_id = message.context_id
         if self.stats.refuse_stores:  # below --min-free-space: refused before a byte is written
@@ -98,17 +113,23 @@ class StorageService(AcceptorService):
         if sink.spool_path is None and sink.length <= self.inline_limit:
             # Small and not fsynced: writing it here costs less than the hop to a writer.
             try:
-                outcome = self.storage.store_segments(sink.request, sink.views())
+                ((outcome, fact),) = store_batch(self.storage, [(sink.request, sink.views())])
             except Exception:  # a bug must not become a false Success, nor kill the association
                 log.exception("storing %s failed", command.affected_sop_instance_uid)
                 outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
+                fact = InstanceFact.of(sink.request, outcome)
             sink.discard()
-            self._answer(protocol, context_id, command, outcome, started)
+            self._answer(protocol, context_id, command, outcome, started, fact, True)
             return
 
-        def stored(outcome: StoreOutcome) -> None:
+        def stored(outcome: StoreOutcome, fact: InstanceFact | None) -> None:
             sink.discard()
-            self._answer(protocol, context_id, command, outcome, started)
+            # A writer journals what it stores and sends its fact; what no writer stored, the worker journals.
+            if fact is None:
+                self._answer(protocol, context_id, command, outcome, started, InstanceFact.of(sink.request, outcome),
+                             True)
+            else:
+                self._answer(protocol, context_id, command, outcome, started, fact)
 
         self.writers.submit(sink, stored)
 
@@ -117,9 +138,13 @@ class StorageService(AcceptorService):
             message.dataset.discard()  # its slot reference and spool file, else held for ever
 
     def _answer(self, protocol: AcceptorProtocol, context_id: int, command, outcome: StoreOutcome,
-                started: float) -> None:
+                started: float, fact: InstanceFact | None = None, journal: bool = False) -> None:
+        """Send the C-STORE-RSP; first journal ``fact`` if asked (no writer did)."""
         self.stats.count(outcome.status, outcome.bytes_written, started=started,
                          calling_ae=protocol.assoc.requestor.ae_title)
+        if journal and self.journal is not None:
+            # Only failures and fsync-less inline stores get here: nothing to sync before answering.
+            self.journal.append([store_record(fact)])
         self.store_answered(protocol, command, outcome.status, outcome.path, outcome.bytes_written, started,
                             outcome.error_comment)
         protocol.reply(
@@ -133,7 +158,7 @@ class StorageService(AcceptorService):
             ),
         )
         if self.notifier is not None and outcome.path:  # after the response: it never waits for this
-            self.notifier.send(instance_stored(protocol, command, outcome))
+            self.notifier.send(instance_stored(protocol, command, outcome, fact))
 
 
 class DiscardSink:

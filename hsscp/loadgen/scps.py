@@ -4,6 +4,9 @@ Each runs in its own process group (so a forking server's children go with
 it) and is always stopped and reaped. Its CPU time is read from /proc for
 the whole process tree: every live (or not yet reaped) process under it,
 plus what the ones already reaped left in their parents' cutime/cstime.
+
+To compare one more configuration, add an entry to :data:`SCPS`; for
+hsscp with other storescp flags that is one :func:`hsscp_variant` line.
 """
 
 from __future__ import annotations
@@ -58,21 +61,30 @@ def _storescp(*flags: str) -> Callable[[int, str, int], list[str]]:
 
 
 def _hsscp(*flags: str) -> Callable[[int, str, int], list[str]]:
+    """hsscp storescp with ``flags`` added; ``{out}`` in a flag is the SCP's output folder."""
     workers = str(os.cpu_count() or 1)
     return lambda port, out, pdu: [
         sys.executable, "-m", "hsscp", "storescp", "--bind", HOST, "-od", out, "--workers", workers,
-        "--max-pdu", str(pdu), "-q", *flags, str(port),
+        "--max-pdu", str(pdu), "-q", *(flag.replace("{out}", out) for flag in flags), str(port),
     ]
+
+
+def hsscp_variant(name: str, description: str, *flags: str) -> ScpSpec:
+    """An hsscp SCP with extra storescp ``flags`` (``{out}``: its output folder), for :data:`SCPS`."""
+    return ScpSpec(name, description, _hsscp(*flags), python_env, sys.executable)
 
 
 SCPS: dict[str, ScpSpec] = {
     spec.name: spec
     for spec in (
-        ScpSpec("hsscp", "hsscp storescp, one worker per CPU, files written", _hsscp(), python_env, sys.executable),
-        ScpSpec("hsscp-flat", "hsscp storescp as DCMTK stores: one folder, no fsync",
-                _hsscp("--layout", "flat", "--fsync", "none"), python_env, sys.executable),
-        ScpSpec("hsscp-ignore", "hsscp storescp --ignore (nothing written)", _hsscp("--ignore"), python_env,
-                sys.executable),
+        hsscp_variant("hsscp", "hsscp storescp, one worker per CPU, files written"),
+        hsscp_variant("hsscp-flat", "hsscp storescp as DCMTK stores: one folder, no fsync",
+                      "--layout", "flat", "--fsync", "none"),
+        hsscp_variant("hsscp-ignore", "hsscp storescp --ignore (nothing written)", "--ignore"),
+        hsscp_variant("hsscp-journal", "hsscp storescp at its defaults with a journal",
+                      "--journal", "{out}/.hsscp-journal.jsonl"),
+        hsscp_variant("hsscp-1writer", "hsscp storescp with one writer: every job in one group commit",
+                      "--writers", "1"),
         ScpSpec("dcmtk", "DCMTK storescp, single process, files written", _storescp(), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-fork", "DCMTK storescp --fork, files written", _storescp("--fork"), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-ignore", "DCMTK storescp --fork --ignore (protocol only)", _storescp("--fork", "--ignore"),

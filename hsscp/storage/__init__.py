@@ -9,18 +9,21 @@ completeness check and the comparison of a data set with a stored copy) and
 
 from hsscp.storage.backend import (
     DUPLICATE_SOP_INSTANCE,
+    InstanceFact,
     StorageBackend,
     StoreOutcome,
     StoreRequest,
     failure,
     os_error_outcome,
 )
+from hsscp.storage.batch import StagingBackend, store_batch
 from hsscp.storage.install import Duplicate, DuplicatePolicy
 from hsscp.storage.local import (
     PEEK_LIMIT,
     TEMP_DIR_NAME,
     FsyncPolicy,
     Layout,
+    Staged,
     Storage,
     write_all,
 )
@@ -32,12 +35,16 @@ __all__ = [
     "Duplicate",
     "DuplicatePolicy",
     "FsyncPolicy",
+    "InstanceFact",
     "Layout",
     "Storage",
+    "Staged",
+    "StagingBackend",
     "StorageBackend",
     "StoreOutcome",
     "StoreRequest",
     "failure",
     "os_error_outcome",
+    "store_batch",
     "write_all",
 ]

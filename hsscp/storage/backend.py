@@ -21,6 +21,7 @@ from hsscp.dimse_status import Status
 __all__ = [
     "COMMENT_LENGTH",
     "DUPLICATE_SOP_INSTANCE",
+    "InstanceFact",
     "StorageBackend",
     "StoreOutcome",
     "StoreRequest",
@@ -52,6 +53,9 @@ class StoreRequest(msgspec.Struct, frozen=True, array_like=True):
     transfer_syntax: str
     source_ae_title: str = ""
     spool_path: str | None = None
+    # Who sent it, for the journal, logs and hooks: not used to store.
+    called_ae_title: str = ""
+    peer: str = ""  # "ip:port" of the calling peer
 
 
 class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
@@ -69,6 +73,42 @@ class StoreOutcome(msgspec.Struct, frozen=True, array_like=True):
     error_comment: str = ""
     bytes_written: int = 0
     duplicate: str | None = None
+
+
+class InstanceFact(msgspec.Struct, frozen=True, array_like=True):
+    """What is known of one answered C-STORE: built once, read by the journal, logs, metrics, hooks."""
+
+    status: int
+    sop_class_uid: str
+    sop_instance_uid: str
+    study_instance_uid: str
+    series_instance_uid: str
+    path: str
+    bytes: int
+    transfer_syntax: str
+    calling_ae: str
+    called_ae: str
+    peer: str
+    duplicate: str | None = None
+
+    @classmethod
+    def of(cls, request: StoreRequest, outcome: StoreOutcome, study_instance_uid: str = "",
+           series_instance_uid: str = "") -> InstanceFact:
+        """The fact of ``request`` answered with ``outcome``; the study and series as the storage peeked them."""
+        return cls(
+            outcome.status,
+            request.sop_class_uid,
+            request.sop_instance_uid,
+            study_instance_uid,
+            series_instance_uid,
+            outcome.path,
+            outcome.bytes_written,
+            request.transfer_syntax,
+            request.source_ae_title,
+            request.called_ae_title,
+            request.peer,
+            outcome.duplicate,
+        )
 
 
 @runtime_checkable

@@ -14,9 +14,11 @@ from __future__ import annotations
 import errno
 import logging
 import os
+from collections.abc import Callable
 from enum import StrEnum
 
 from hsscp.storage.content import DatasetBytes, stored_dataset_equals
+from hsscp.storage.durable import link_tmpfile
 
 __all__ = ["Duplicate", "DuplicatePolicy", "Installer", "discard"]
 
@@ -56,6 +58,7 @@ class Installer:
         self.policy = policy
         self.sync_folders = sync_folders
         self._hard_links = True
+        self._changed: set[str] = set()  # folders whose entries changed, fsynced by sync_changed()
 
     def install(
         self, temp: str, target: str, content: DatasetBytes, transfer_syntax: str
@@ -74,6 +77,38 @@ class Installer:
             self._sync(target, created)
             return target, None
         return self._duplicate(temp, target, content, transfer_syntax)
+
+    def install_nameless(
+        self, fd: int, target: str, content: DatasetBytes, transfer_syntax: str, temp_name: Callable[[], str]
+    ) -> tuple[str, Duplicate | None]:
+        """As :meth:`install`, for a file without a name (``O_TMPFILE``) open as ``fd``.
+
+        Naming it is the atomic create-if-absent itself (``linkat``); only a
+        duplicate gives it a temporary name first (``temp_name()``), for the policy.
+        """
+        created: list[str] = []
+        try:
+            try:
+                link_tmpfile(fd, target)
+            except FileNotFoundError:  # first instance of its study or series
+                created = self._make_folders(os.path.dirname(target))
+                link_tmpfile(fd, target)
+        except FileExistsError:
+            temp = temp_name()
+            link_tmpfile(fd, temp)
+            try:
+                return self._duplicate(temp, target, content, transfer_syntax)
+            except BaseException:
+                discard(temp)  # the name given here is this method's to take back
+                raise
+        self._sync(target, created)
+        return target, None
+
+    def sync_changed(self) -> None:
+        """Fsync every folder whose entries changed since the last call (once each, for a batch)."""
+        changed, self._changed = self._changed, set()
+        for folder in changed:
+            fsync_path(folder, os.O_RDONLY | os.O_DIRECTORY)
 
     def _duplicate(
         self, temp: str, target: str, content: DatasetBytes, transfer_syntax: str
@@ -149,10 +184,10 @@ class Installer:
         return created
 
     def _sync(self, path: str, created: list[str]) -> None:
-        """By policy, fsync the folders whose entries changed: the file's and new folders' parents."""
+        """By policy, note the folders whose entries changed (the file's, new folders' parents) for sync_changed()."""
         if self.sync_folders:
-            for folder in {os.path.dirname(path), *map(os.path.dirname, created)}:
-                fsync_path(folder, os.O_RDONLY | os.O_DIRECTORY)
+            self._changed.add(os.path.dirname(path))
+            self._changed.update(map(os.path.dirname, created))
 
 
 def fsync_path(path: str, flags: int) -> None:

@@ -4,11 +4,20 @@ Implements :class:`hsscp.storage.backend.StorageBackend` with layouts, UID
 checks and atomic writes.
 
 A stored file is the preamble and a File Meta Information group built for
-the request, then the data set bytes exactly as received. It is written
-under a unique temporary name in ``<out_dir>/.hsscp-tmp`` (the same file
-system, so the rename is atomic), fsynced as the policy says and renamed
-into place; only then is the store a success. Every failure removes the
-temporary file, so no partial file ever carries a final name.
+the request (from a template per SOP class, transfer syntax and source AE),
+then the data set bytes exactly as received. It is written without a name
+(``O_TMPFILE``) or, where that is not supported, under a unique temporary
+name, in ``<out_dir>/.hsscp-tmp`` (the same file system, so naming it is
+atomic), fsynced as the policy says and given its final name; only then is
+the store a success. Every failure removes the temporary file, so no
+partial file ever carries a final name.
+
+A store is three phases, so that a writer with several data sets can make
+them durable together (group commit, :mod:`hsscp.storage.durable`):
+:meth:`Storage.stage_segments` / :meth:`Storage.stage_spooled` check and
+write one, :meth:`Storage.commit` makes a batch durable (one ``syncfs`` for
+several files, an ``fdatasync`` for one) and then names each (and, with
+``file+dir``, fsyncs each changed folder once per batch).
 
 Before that, the data set must be whole (:mod:`hsscp.storage.content`: its
 element headers walked to the end, values skipped), or it is refused with
@@ -27,14 +36,13 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from hsscp.aet import normalize_ae_title
 from hsscp.dataset_peek import PeekError, peek_prefix
 from hsscp.dimse import Status
-from hsscp.part10 import build_file_meta
 from hsscp.storage.backend import (
     DUPLICATE_SOP_INSTANCE,
     StoreOutcome,
@@ -43,6 +51,8 @@ from hsscp.storage.backend import (
     os_error_outcome,
 )
 from hsscp.storage.content import DatasetBytes, InMemory, Spooled, defect_of
+from hsscp.storage.durable import has_tmpfile, make_durable, open_tmpfile
+from hsscp.storage.file_meta import FileMetaTemplates
 from hsscp.storage.install import Duplicate, DuplicatePolicy, Installer, discard
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
 
@@ -69,6 +79,7 @@ _TAG_NAMES = {
 _MISMATCH = Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
 _FLAT_TAGS = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID})
 _STUDY_TAGS = _FLAT_TAGS | {STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
+MAX_CHECKED = 4096  # (SOP class, transfer syntax, AE title) combinations remembered as valid
 
 
 class Layout(StrEnum):
@@ -84,6 +95,32 @@ class FsyncPolicy(StrEnum):
     NONE = "none"  # renamed into place; the kernel writes it back when it likes
     FILE = "file"  # the file's data is fsynced before the rename
     FILE_AND_DIR = "file+dir"  # also the directory entries: the rename and new folders
+
+
+class Placement(NamedTuple):
+    """Where a checked data set goes, and what the peek found on the way."""
+
+    path: str
+    walked: int  # bytes of the data set whose structure the peek walked already
+    study: str
+    series: str
+
+
+class Staged:
+    """A data set written to a file not yet durable nor named: what :meth:`Storage.commit` takes."""
+
+    __slots__ = ("request", "fd", "temp", "target", "content", "size", "study_instance_uid", "series_instance_uid")
+
+    def __init__(self, request: StoreRequest, fd: int, temp: str | None, target: str, content: DatasetBytes,
+                 size: int, study: str, series: str) -> None:
+        self.request = request
+        self.fd = fd  # open until the commit is done
+        self.temp = temp  # None: a nameless file (O_TMPFILE)
+        self.target = target
+        self.content = content
+        self.size = size
+        self.study_instance_uid = study
+        self.series_instance_uid = series
 
 
 class Storage:
@@ -116,8 +153,10 @@ class Storage:
         self._out = os.path.abspath(os.fspath(out_dir))
         self._tmp = os.path.join(self._out, TEMP_DIR_NAME)
         os.makedirs(self._tmp, exist_ok=True)
-        self._wanted = _STUDY_TAGS if self.layout is Layout.STUDY else _FLAT_TAGS
         self._counter = itertools.count()
+        self._meta = FileMetaTemplates(self.implementation_class_uid, self.implementation_version_name)
+        self._tmpfile = has_tmpfile(self._tmp)
+        self._checked: set[tuple[str, str, str]] = set()  # (SOP class, transfer syntax, AE) found valid
         self._installer = Installer(
             self._out, self.on_duplicate, sync_folders=self.fsync is FsyncPolicy.FILE_AND_DIR
         )
@@ -135,13 +174,8 @@ class Storage:
 
         Raises ValueError (UnicodeEncodeError) if a UID or the AE title is not ASCII.
         """
-        return build_file_meta(
-            request.sop_class_uid,
-            request.sop_instance_uid,
-            request.transfer_syntax,
-            self.implementation_class_uid,
-            self.implementation_version_name,
-            request.source_ae_title,
+        return self._meta.build(
+            request.sop_class_uid, request.sop_instance_uid, request.transfer_syntax, request.source_ae_title
         )
 
     def temp_path(self, tag: str) -> Path:
@@ -166,6 +200,22 @@ class Storage:
 
     def store_segments(self, request: StoreRequest, segments: list[memoryview]) -> StoreOutcome:
         """As ``store_buffer``, for a data set held in pieces (one per PDV, as it was received)."""
+        staged = self.stage_segments(request, segments)
+        return staged if isinstance(staged, StoreOutcome) else self.commit([staged])[0]
+
+    def store_spooled(
+        self, request: StoreRequest, spool_path: str | os.PathLike[str], head: memoryview
+    ) -> StoreOutcome:
+        """Check and rename into place a spool file holding ``meta_for(request)`` + the data set.
+
+        ``head`` is the start of the data set (the UID checks read at most
+        PEEK_LIMIT bytes of it). On any failure the spool file is removed.
+        """
+        staged = self.stage_spooled(request, spool_path, head)
+        return staged if isinstance(staged, StoreOutcome) else self.commit([staged])[0]
+
+    def stage_segments(self, request: StoreRequest, segments: list[memoryview]) -> Staged | StoreOutcome:
+        """Check a data set held in pieces and write it to a file not yet durable nor named; or why not."""
         views = [_bytes_view(segment) for segment in segments]
         rejected = self._check_request(request)
         if rejected is not None:
@@ -179,57 +229,124 @@ class Storage:
             placed = self._target(request, head, complete=len(head) >= length)
         if isinstance(placed, StoreOutcome):
             return placed
-        target, checked = placed
         content = InMemory(views, length)
-        refused = self._refuse_incomplete(request, content, checked)
+        refused = self._refuse_incomplete(request, content, placed.walked)
         if refused is not None:
             return refused
         meta = self.meta_for(request)
-        temp = self._temp_name("store")
+        temp = None if self._tmpfile else self._temp_name("store")
+        try:
+            if temp is None:
+                fd = open_tmpfile(self._tmp)
+            else:
+                fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as error:
+            return _os_failure(error, request)
+        try:
+            write_all(fd, [memoryview(meta), *views])
+        except BaseException as error:
+            os.close(fd)
+            if temp is not None:
+                discard(temp)
+            if isinstance(error, OSError):
+                return _os_failure(error, request)
+            raise
+        return Staged(request, fd, temp, placed.path, content, len(meta) + length, placed.study, placed.series)
 
-        def write_and_install() -> StoreOutcome:
-            self._write_file(temp, meta, views)
-            return self._install(request, temp, target, content, len(meta) + length)
-
-        return _consuming(temp, request, write_and_install)
-
-    def store_spooled(
+    def stage_spooled(
         self, request: StoreRequest, spool_path: str | os.PathLike[str], head: memoryview
-    ) -> StoreOutcome:
-        """Check and rename into place a spool file holding ``meta_for(request)`` + the data set.
+    ) -> Staged | StoreOutcome:
+        """Check a spool file holding ``meta_for(request)`` + the data set and take it as staged; or why not.
 
-        ``head`` is the start of the data set (the UID checks read at most
-        PEEK_LIMIT bytes of it). On any failure the spool file is removed.
+        On any failure the spool file is removed.
         """
         spool = os.path.abspath(os.fspath(spool_path))
         if os.path.dirname(spool) != self._tmp:  # never rename or remove anything else
             return failure(Status.PROCESSING_FAILURE, "spool file outside the temporary folder")
-        return _consuming(spool, request, lambda: self._install_spooled(request, spool, head))
-
-    def _install_spooled(self, request: StoreRequest, spool: str, head: memoryview) -> StoreOutcome:
-        rejected = self._check_request(request)
-        if rejected is not None:
-            return rejected
-        fd = os.open(spool, os.O_RDONLY | os.O_CLOEXEC)
+        fd = -1
         try:
+            rejected = self._check_request(request)
+            if rejected is not None:
+                discard(spool)
+                return rejected
+            fd = os.open(spool, os.O_RDONLY | os.O_CLOEXEC)
             size = os.fstat(fd).st_size
             meta_length = len(self.meta_for(request))
             dataset_length = size - meta_length
             peeked = memoryview(head)[:PEEK_LIMIT]
             placed = self._target(request, peeked, complete=len(peeked) >= dataset_length)
             if isinstance(placed, StoreOutcome):
-                return placed
-            target, checked = placed
-            content = Spooled(fd, meta_length, dataset_length, memoryview(head))
-            refused = self._refuse_incomplete(request, content, checked)
+                refused = placed
+            else:
+                content = Spooled(fd, meta_length, dataset_length, memoryview(head))
+                refused = self._refuse_incomplete(request, content, placed.walked)
             if refused is not None:
+                os.close(fd)
+                discard(spool)
                 return refused
-            if self.fsync is not FsyncPolicy.NONE:
-                os.fsync(fd)
-            # Still open: a stored copy is compared with it, if there is one.
-            return self._install(request, spool, target, content, size)
+        except BaseException as error:
+            if fd >= 0:
+                os.close(fd)
+            discard(spool)
+            if isinstance(error, OSError):
+                return _os_failure(error, request)
+            raise
+        # Kept open: it is synced through it, and a stored copy may be compared with it.
+        return Staged(request, fd, spool, placed.path, content, size, placed.study, placed.series)
+
+    def commit(self, staged: list[Staged]) -> list[StoreOutcome]:
+        """Make ``staged`` durable as the policy says, then name each; an outcome each, in order.
+
+        Every staged file is consumed: named, or removed.
+        """
+        try:
+            if staged and self.fsync is not FsyncPolicy.NONE:
+                make_durable([s.fd for s in staged])
+        except OSError as error:
+            self.abandon(staged)
+            return [_os_failure(error, s.request) for s in staged]
+        outcomes = []
+        try:
+            for s in staged:
+                outcomes.append(self._install_staged(s))
         finally:
-            os.close(fd)
+            self.abandon(staged[len(outcomes) :])  # only if one raised what is not an OSError
+        if self.fsync is FsyncPolicy.FILE_AND_DIR:
+            try:
+                self._installer.sync_changed()
+            except OSError as error:  # in place, but not as durable as promised: a true failure
+                return [_os_failure(error, s.request) if o.status == Status.SUCCESS else o
+                        for s, o in zip(staged, outcomes, strict=True)]
+        return outcomes
+
+    def abandon(self, staged: list[Staged]) -> None:
+        """Remove staged files that will not be committed."""
+        for s in staged:
+            os.close(s.fd)
+            if s.temp is not None:
+                discard(s.temp)
+
+    def _install_staged(self, staged: Staged) -> StoreOutcome:
+        request = staged.request
+        try:
+            if staged.temp is None:
+                path, duplicate = self._installer.install_nameless(
+                    staged.fd, staged.target, staged.content, request.transfer_syntax,
+                    lambda: self._temp_name("store"),
+                )
+            else:
+                path, duplicate = self._installer.install(
+                    staged.temp, staged.target, staged.content, request.transfer_syntax
+                )
+        except OSError as error:
+            if staged.temp is not None:
+                discard(staged.temp)
+            return _os_failure(error, request)
+        finally:
+            os.close(staged.fd)
+        if duplicate is None:
+            return StoreOutcome(Status.SUCCESS, path, bytes_written=staged.size)
+        return _duplicate_outcome(request.sop_instance_uid, path, duplicate, staged.size)
 
     def remove_temp_files(self, owner_pid: int | None = None) -> int:
         """Delete stale temporary files: all of them, or those of the dead process ``owner_pid``.
@@ -253,11 +370,12 @@ class Storage:
 
     def _check_request(self, request: StoreRequest) -> StoreOutcome | None:
         """Refuse a request whose UIDs or AE title cannot go into a meta group or a path."""
-        for name, uid in (
-            ("SOP Instance UID", request.sop_instance_uid),
-            ("SOP Class UID", request.sop_class_uid),
-            ("Transfer Syntax UID", request.transfer_syntax),
-        ):
+        if not is_valid_uid(request.sop_instance_uid):
+            return failure(Status.CANNOT_UNDERSTAND, "invalid SOP Instance UID in the request")
+        context = (request.sop_class_uid, request.transfer_syntax, request.source_ae_title)
+        if context in self._checked:  # the same for every instance of an association: checked once
+            return None
+        for name, uid in (("SOP Class UID", request.sop_class_uid), ("Transfer Syntax UID", request.transfer_syntax)):
             if not is_valid_uid(uid):
                 return failure(Status.CANNOT_UNDERSTAND, f"invalid {name} in the request")
         if request.source_ae_title:
@@ -265,14 +383,20 @@ class Storage:
                 normalize_ae_title(request.source_ae_title)
             except (TypeError, ValueError):
                 return failure(Status.PROCESSING_FAILURE, "invalid source AE title")
+        if len(self._checked) >= MAX_CHECKED:
+            self._checked.clear()
+        self._checked.add(context)
         return None
 
     def _target(
         self, request: StoreRequest, head: memoryview, complete: bool
-    ) -> tuple[str, int] | StoreOutcome:
-        """The final path of a valid data set and how far its structure was walked; or why it is refused."""
+    ) -> Placement | StoreOutcome:
+        """Where a valid data set goes, how far its structure was walked, its study and series; or why not.
+
+        The study and series are peeked in either layout: the instance's fact reports them.
+        """
         try:
-            found, walked = peek_prefix(head, request.transfer_syntax, self._wanted, complete=complete)
+            found, walked = peek_prefix(head, request.transfer_syntax, _STUDY_TAGS, complete=complete)
         except PeekError as error:
             # PeekError messages carry tags, offsets and VRs (repr), no wire text.
             return failure(Status.CANNOT_UNDERSTAND, str(error))
@@ -287,7 +411,10 @@ class Storage:
                 return failure(_MISMATCH, f"{_TAG_NAMES[tag]} differs from the request")
         file_name = request.sop_instance_uid + ".dcm"
         if self.layout is Layout.FLAT:
-            return os.path.join(self._out, file_name), walked
+            study, series = found.get(STUDY_INSTANCE_UID, ""), found.get(SERIES_INSTANCE_UID, "")
+            if not (is_valid_uid(study) and is_valid_uid(series)):
+                study = series = ""  # not needed for the path: reported only when well formed
+            return Placement(os.path.join(self._out, file_name), walked, study, series)
         folders = []
         for tag in (STUDY_INSTANCE_UID, SERIES_INSTANCE_UID):
             uid = found.get(tag)
@@ -298,16 +425,7 @@ class Storage:
                     Status.CANNOT_UNDERSTAND, f"invalid {_TAG_NAMES[tag]} in the data set"
                 )
             folders.append(uid)
-        return os.path.join(self._out, *folders, file_name), walked
-
-    def _write_file(self, temp: str, meta: bytes, dataset: list[memoryview]) -> None:
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
-        try:
-            write_all(fd, [memoryview(meta), *dataset])
-            if self.fsync is not FsyncPolicy.NONE:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+        return Placement(os.path.join(self._out, *folders, file_name), walked, folders[0], folders[1])
 
     def _refuse_incomplete(
         self, request: StoreRequest, content: DatasetBytes, checked: int
@@ -319,14 +437,6 @@ class Storage:
         _log.warning("refused %s: data set not whole: %s", request.sop_instance_uid, defect)
         return failure(Status.CANNOT_UNDERSTAND, defect.message)
 
-    def _install(
-        self, request: StoreRequest, temp: str, target: str, content: DatasetBytes, size: int
-    ) -> StoreOutcome:
-        """Move ``temp`` (``size`` bytes) into place by the duplicate policy; the outcome."""
-        path, duplicate = self._installer.install(temp, target, content, request.transfer_syntax)
-        if duplicate is None:
-            return StoreOutcome(Status.SUCCESS, path, bytes_written=size)
-        return _duplicate_outcome(request.sop_instance_uid, path, duplicate, size)
 
 
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024
@@ -385,24 +495,6 @@ def _temp_owner(name: str) -> int | None:
     if len(parts) != 5 or not parts[1].isdigit():
         return None
     return int(parts[1])
-
-
-def _consuming(temp: str, request: StoreRequest, store: Callable[[], StoreOutcome]) -> StoreOutcome:
-    """Run ``store``, which moves the temporary file ``temp`` into place; on failure remove it.
-
-    An OSError becomes its status; anything else still removes the file.
-    """
-    try:
-        outcome = store()
-    except OSError as error:
-        discard(temp)
-        return _os_failure(error, request)
-    except BaseException:
-        discard(temp)
-        raise
-    if outcome.status != Status.SUCCESS:
-        discard(temp)
-    return outcome
 
 
 def _os_failure(error: OSError, request: StoreRequest) -> StoreOutcome:

@@ -1,0 +1,124 @@
+"""Group commit in the storage: a batch is durable (as the policy says) before any file of it is named.
+
+The os calls the storage makes are recorded, in order, through wrappers
+around the real functions: the files really are written, synced and linked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from hsscp.storage import FsyncPolicy, Layout, Storage, durable
+from hsscp.storage.local import Staged
+
+from .test_storage import SERIES, STUDY, make_dataset, request
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """(name, detail) of each write, sync and naming call the storage makes, in order."""
+    recorded: list[tuple[str, str]] = []
+
+    def wrap(module, name, describe=lambda *a: ""):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            recorded.append((name, describe(*args)))
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    def kind(fd, *_):
+        return "folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"
+
+    wrap(os, "writev")
+    wrap(os, "fsync", kind)
+    wrap(os, "fdatasync", kind)
+    wrap(os, "link", lambda src, dst, **_: os.path.basename(dst))
+    wrap(os, "replace", lambda src, dst: os.path.basename(dst))
+    wrap(durable, "syncfs")
+    return recorded
+
+
+def stage(storage: Storage, n: int, series: str = SERIES) -> Staged:
+    uid = f"{series}.{n}"
+    staged = storage.stage_segments(request(uid), [memoryview(make_dataset(uid, series=series))])
+    assert isinstance(staged, Staged), staged
+    return staged
+
+
+def names(calls) -> list[int]:
+    return [i for i, (name, detail) in enumerate(calls) if name in ("link", "replace") and detail.endswith(".dcm")]
+
+
+def test_a_batch_is_synced_once_before_any_of_its_files_is_named(tmp_path, calls):
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    batch = [stage(storage, n) for n in range(4)]
+    assert all(s.temp is None for s in batch)  # nameless files (O_TMPFILE) on this file system
+    outcomes = storage.commit(batch)
+    assert [o.status for o in outcomes] == [0] * 4
+    syncs = [i for i, (name, _) in enumerate(calls) if name in ("syncfs", "fsync", "fdatasync")]
+    writes = [i for i, (name, _) in enumerate(calls) if name == "writev"]
+    assert [calls[i][0] for i in syncs] == ["syncfs"]  # one for the whole batch
+    assert max(writes) < syncs[0] < min(names(calls))
+    for n, outcome in enumerate(outcomes):
+        assert outcome.path == str(tmp_path / "out" / STUDY / SERIES / f"{SERIES}.{n}.dcm")
+        with open(outcome.path, "rb") as f:
+            assert f.read()[132:].find(f"{SERIES}.{n}".encode()) > 0
+    assert os.listdir(storage.tmp_dir) == []
+
+
+def test_a_batch_of_one_is_fsynced_as_before(tmp_path, calls):
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    (outcome,) = storage.commit([stage(storage, 1)])
+    assert outcome.status == 0
+    made = [c for c in calls if c[0] != "writev" and not c[1].startswith(".probe")]  # not the O_TMPFILE probe
+    assert made[:2] == [("fsync", "file"), ("link", f"{SERIES}.1.dcm")]
+
+
+def test_file_and_dir_syncs_each_changed_folder_once_after_the_names(tmp_path, calls):
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE_AND_DIR)
+    other = SERIES + ".9"
+    batch = [stage(storage, n) for n in range(3)] + [stage(storage, n, series=other) for n in range(2)]
+    assert [o.status for o in storage.commit(batch)] == [0] * 5
+    folders = [i for i, c in enumerate(calls) if c == ("fsync", "folder")]
+    assert min(folders) > max(names(calls))
+    # The two series folders, the study folder (holding both new series) and the output folder.
+    assert len(folders) == 4
+    calls.clear()
+    assert [o.status for o in storage.commit([stage(storage, 7)])] == [0]
+    assert [c for c in calls if c[0] == "fsync"] == [("fsync", "file"), ("fsync", "folder")]
+
+
+def test_a_failed_sync_fails_the_whole_batch_and_names_nothing(tmp_path, monkeypatch):
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    batch = [stage(storage, n) for n in range(3)]
+
+    def fail(fd):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(durable, "syncfs", fail)
+    outcomes = storage.commit(batch)
+    assert {o.status for o in outcomes} == {0x0110}
+    assert not (tmp_path / "out" / STUDY).exists() and os.listdir(storage.tmp_dir) == []
+
+
+def test_without_nameless_files_named_temporary_files_do_the_same(tmp_path, monkeypatch, calls):
+    monkeypatch.setattr("hsscp.storage.local.has_tmpfile", lambda folder: False)
+    storage = Storage(tmp_path / "out", layout=Layout.FLAT, fsync=FsyncPolicy.FILE)
+    batch = [stage(storage, n) for n in range(3)]
+    assert all(s.temp is not None and os.path.exists(s.temp) for s in batch)
+    assert [o.status for o in storage.commit(batch)] == [0] * 3
+    assert sorted(os.listdir(tmp_path / "out")) == sorted([".hsscp-tmp", *(f"{SERIES}.{n}.dcm" for n in range(3))])
+    assert os.listdir(storage.tmp_dir) == []
+    assert [c[0] for c in calls if c[0] in ("syncfs", "fsync")] == ["syncfs"]
+
+
+def test_abandoned_staged_files_leave_nothing(tmp_path):
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    storage.abandon([stage(storage, n) for n in range(2)])
+    assert os.listdir(storage.tmp_dir) == [] and not (tmp_path / "out" / STUDY).exists()
