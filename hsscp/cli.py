@@ -179,6 +179,23 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
                         "its client address is the peer")
     g.add_argument("--log-format", dest="log_format", choices=LOG_FORMATS,
                    help="text (default) or json: one JSON object a line")
+
+    g = p.add_argument_group("after the file lands (placeholders #p folder, #f file, #a calling AE, "
+                             "#c called AE, #r peer; no shell runs)")
+    g.add_argument("-xcr", "--exec-on-reception", dest="exec_on_reception", metavar="CMD",
+                   help="run CMD after each instance is stored")
+    g.add_argument("-xcs", "--exec-on-eostudy", dest="exec_on_eostudy", metavar="CMD",
+                   help="run CMD once a study has been quiet for --eostudy-timeout (#p: its folder)")
+    g.add_argument("-tos", "--eostudy-timeout", dest="eostudy_timeout", type=float, metavar="SECONDS",
+                   help="quiet seconds that complete a study (default 60)")
+    g.add_argument("--exec-on-eoseries", dest="exec_on_eoseries", metavar="CMD",
+                   help="run CMD once a series has been quiet for --eoseries-timeout (#p: its folder)")
+    g.add_argument("--eoseries-timeout", dest="eoseries_timeout", type=float, metavar="SECONDS",
+                   help="quiet seconds that complete a series (default 60)")
+    g.add_argument("--hook-timeout", dest="hook_timeout", type=float, metavar="SECONDS",
+                   help="kill a hook still running after this long (default 300)")
+    g.add_argument("--hook-concurrency", dest="hook_concurrency", type=int, metavar="N",
+                   help="hooks running at once; more wait in a queue (default 4)")
     add_storescp_flags(p)
     return p
 

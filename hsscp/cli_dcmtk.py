@@ -60,7 +60,7 @@ PREFERENCE_FLAGS: dict[tuple[str, str], list[str]] = {
 _SEE_WORKERS = "every association already runs in a worker process: see --workers"
 _AS_RECEIVED = ("hsscp writes every data set exactly as received (+B); convert files "
                 "afterwards if needed, e.g. with DCMTK's dcmconv")
-_NO_HOOKS = "hsscp runs no commands on reception yet; watch the output directory instead"
+_NO_HOOKS = "hsscp does not rename study folders; an --exec-on-eostudy hook can"
 _NO_TEST_MODES = "a DCMTK test mode hsscp has no equivalent for"
 
 _REFUSED: FlagTable = [
@@ -76,10 +76,7 @@ _REFUSED: FlagTable = [
     (("-ss", "--sort-conc-studies"), 1, "--layout study (the default) writes one folder per study"),
     (("-sp", "--sort-on-patientname"), 0, "--layout study (the default) writes one folder per study"),
     (("--timenames",), 0, "hsscp names files by SOP Instance UID"),
-    (("-xcr", "--exec-on-reception"), 1, _NO_HOOKS),
-    (("-xcs", "--exec-on-eostudy"), 1, _NO_HOOKS),
     (("-rns", "--rename-on-eostudy"), 0, _NO_HOOKS),
-    (("-tos", "--eostudy-timeout"), 1, _NO_HOOKS),
     (("+ac", "--access-control"), 0,
      "hsscp has no TCP wrapper support: use --require-calling-aet, --bind or a firewall"),
     (("+tls", "--enable-tls"), 2, "use --tls-key KEY --tls-cert CERT (PEM files)"),

@@ -242,6 +242,13 @@ class CompletionTracker:
             if evicted is not None:
                 self._early.append(evicted)
 
+    def discard(self, kind: CompletionKind, study_uid: str, series_uid: str | None = None) -> bool:
+        """Forget an open period without completing it (it completed elsewhere: a journal
+        record says so); False if none was open."""
+        table = self._tables.get(kind)
+        key = (study_uid, series_uid if kind is CompletionKind.SERIES else None)
+        return table is not None and table.periods.pop(key, None) is not None
+
     def due(self, now: float) -> list[Completion]:
         """The completions whose quiet period has passed by ``now``; forgotten here.
 

@@ -27,10 +27,17 @@ import msgspec
 
 from hsscp.aet import normalize_ae_title
 from hsscp.errors import InvalidInput
+from hsscp.hooks import (
+    COMPLETION_PLACEHOLDERS,
+    RECEPTION_PLACEHOLDERS,
+    CommandTemplate,
+    HookConfigError,
+)
 
 __all__ = [
     "DUPLICATE_POLICIES",
     "FSYNC_POLICIES",
+    "HOOK_COMMANDS",
     "LAYOUTS",
     "LOG_FORMATS",
     "LOG_LEVELS",
@@ -55,6 +62,13 @@ KIB = 1024
 MIB = 1024 * KIB
 MIN_PDU = 4096
 MIN_SPOOL_THRESHOLD = 64 * KIB
+
+# Hook command settings and the placeholders each may use.
+HOOK_COMMANDS = {
+    "exec_on_reception": RECEPTION_PLACEHOLDERS,
+    "exec_on_eostudy": COMPLETION_PLACEHOLDERS,
+    "exec_on_eoseries": COMPLETION_PLACEHOLDERS,
+}
 
 # Fields that hold byte counts: a file or a flag may write them as "4M", "512K".
 SIZE_FIELDS = ("max_pdu", "spool_threshold", "min_free_space", "journal_max_bytes")
@@ -113,12 +127,22 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     journal: str = ""
     journal_max_bytes: int = 0
     journal_keep: int = 5
+    # After the file lands (hsscp.hooks): DCMTK's --exec-on-reception / --exec-on-eostudy,
+    # run by the pipeline process ("": none); a study or series completes after this many quiet seconds.
+    exec_on_reception: str = ""
+    exec_on_eostudy: str = ""
+    eostudy_timeout: float = 60.0
+    exec_on_eoseries: str = ""
+    eoseries_timeout: float = 60.0
+    hook_timeout: float = 300.0  # a run still going after this is killed with its process group
+    hook_concurrency: int = 4
 
     def __post_init__(self) -> None:
         if self.metrics:
             parse_host_port(self.metrics)  # its ValueError names the setting
         if self.min_free_space < 0:
             raise ValueError(f"min_free_space must be 0 or more, not {self.min_free_space}")
+        _check_hooks(self)
         for name in ("workers", "writers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
@@ -141,6 +165,24 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
                 f"spool_threshold must be at least {MIN_SPOOL_THRESHOLD} bytes (64K), "
                 f"not {self.spool_threshold}"
             )
+
+
+def _check_hooks(settings: ProcessSettings) -> None:
+    """Hook commands are parsed here, at start-up, so a bad one is a configuration error."""
+    for name, allowed in HOOK_COMMANDS.items():
+        command = getattr(settings, name)
+        if command:
+            try:
+                CommandTemplate.parse(command, allowed)
+            except HookConfigError as exc:
+                raise ValueError(f"{name} cannot run: {exc}") from None
+    for name in ("eostudy_timeout", "eoseries_timeout"):
+        if not getattr(settings, name) >= 0:
+            raise ValueError(f"{name} must be 0 seconds or more, not {getattr(settings, name)}")
+    if not settings.hook_timeout > 0:
+        raise ValueError(f"hook_timeout must be more than 0 seconds, not {settings.hook_timeout}")
+    if settings.hook_concurrency < 1:
+        raise ValueError(f"hook_concurrency must be at least 1, not {settings.hook_concurrency}")
 
 
 def _check_choice(settings: Any, name: str, allowed: tuple[str, ...]) -> None:

@@ -122,6 +122,16 @@ _EVENTS: dict[EventType, EventType] = {
     )
 }  # fmt: skip
 
+# -- hsscp's own notification events: after the built-in storage put a file in place.
+# Emitted by the multiprocess server (workers=N), whose pipeline process runs their
+# handlers; attributes: see workers.pipeline. In-process servers have no built-in storage.
+EVT_INSTANCE_STORED = NotificationEvent("EVT_INSTANCE_STORED", "Instance stored by the built-in storage")
+EVT_SERIES_COMPLETE = NotificationEvent("EVT_SERIES_COMPLETE", "No new instance of a series for its timeout")
+EVT_STUDY_COMPLETE = NotificationEvent("EVT_STUDY_COMPLETE", "No new instance of a study for its timeout")
+PIPELINE_EVENTS = (EVT_INSTANCE_STORED, EVT_SERIES_COMPLETE, EVT_STUDY_COMPLETE)
+_EVENTS.update({event: event for event in PIPELINE_EVENTS})
+__all__ += ["EVT_INSTANCE_STORED", "EVT_SERIES_COMPLETE", "EVT_STUDY_COMPLETE", "PIPELINE_EVENTS"]
+
 
 def canonical(event: Any) -> EventType:
     """hsscp's instance of ``event`` (ours or pynetdicom's tuple); TypeError/ValueError if none."""

@@ -61,8 +61,9 @@ def frames(messages: list[Message]) -> bytes:
 class FrameReader:
     """Collects bytes from a stream socket and yields the messages they complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: msgspec.msgpack.Decoder = _decoder) -> None:
         self._buffer = bytearray()
+        self._decoder = decoder  # another channel's messages: its own Decoder
 
     def feed(self, data: bytes) -> list[Message]:
         buffer = self._buffer
@@ -75,7 +76,7 @@ class FrameReader:
             end = offset + FRAME_HEADER.size + length
             if end > len(buffer):
                 break
-            messages.append(_decoder.decode(memoryview(buffer)[offset + FRAME_HEADER.size : end]))
+            messages.append(self._decoder.decode(memoryview(buffer)[offset + FRAME_HEADER.size : end]))
             offset = end
         del buffer[:offset]
         return messages

@@ -25,7 +25,7 @@ from typing import Any
 
 from hsscp.aet import normalize_ae_title
 from hsscp.config import ProcessSettings, ServerConfig, parse_host_port, ssl_context
-from hsscp.journal import Journal
+from hsscp.journal import Journal, journal_of
 from hsscp.storage import TEMP_DIR_NAME, FsyncPolicy, Layout, Storage
 from hsscp.transport import bind_listener
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
@@ -34,6 +34,9 @@ from workers.arena import remove_arenas_of
 from workers.health import HealthMonitor
 from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
+from workers.pipeline import PipelinePlan
+from workers.pipeline_main import STOP_WAIT, PipelineContext, run_pipeline
+from workers.pipeline_state import STATE_FILE_NAME
 from workers.supervisor import Role, Supervisor
 from workers.worker_main import WorkerContext, run_worker
 from workers.writer_main import run_writer
@@ -76,7 +79,18 @@ class StorageSCP:
         writers = 0 if _handles_store(evt_handlers) or settings.ignore else settings.writers
         self.writer_role = Role("writer", writers, stop_timeout=STOP_MARGIN)
         self.worker_role = Role("worker", settings.workers, stop_timeout=settings.graceful_timeout + STOP_MARGIN)
-        self.roles = (self.writer_role, self.worker_role)
+        # After the file lands (hooks, completion, events): one process (hsscp-pipe-0), started
+        # first and stopped last.
+        self.pipeline = PipelinePlan.from_settings(
+            settings, evt_handlers, os.path.join(os.path.abspath(settings.output_directory), STATE_FILE_NAME)
+        )
+        if self.pipeline is not None and writers == 0:
+            log.warning("hooks and completion events need the built-in storage: with --ignore or an "
+                        "EVT_C_STORE handler they never run")
+            self.pipeline = None
+        self.pipeline_role = Role("pipe", 1 if self.pipeline else 0, stop_timeout=STOP_WAIT + STOP_MARGIN)
+        self.roles = (self.pipeline_role, self.writer_role, self.worker_role)
+        self.pipeline_path = ""
         self.rundir = ""
         self.storage: Storage | None = None  # these are set up by run(), before the fork
         self.stats: Any = None
@@ -134,6 +148,8 @@ class StorageSCP:
         self.stats = stats_table.new_table(settings.workers, os.path.join(self.rundir, "stats.lock"))
         self._prepare_operations()
         self.writer_paths = [os.path.join(self.rundir, f"writer-{i}.sock") for i in range(self.writer_role.count)]
+        if self.pipeline is not None:
+            self.pipeline_path = os.path.join(self.rundir, "pipeline.sock")
 
     def _prepare_operations(self) -> None:
         """The health monitor and the metrics server (bound here: a port taken stops the start)."""
@@ -178,6 +194,9 @@ class StorageSCP:
     def run_child(self, role: Role, index: int, heartbeat: Heartbeat) -> int:
         if self.metrics is not None:
             self.metrics.close_in_child()
+        if role is self.pipeline_role:
+            self.listener.close()
+            return run_pipeline(PipelineContext(self.pipeline, self.pipeline_path, heartbeat, journal_of(self.storage)))
         if role is self.writer_role:
             self.listener.close()
             return run_writer(self.writer_paths[index], self.storage, heartbeat)
@@ -196,6 +215,7 @@ class StorageSCP:
                 writer_paths=self.writer_paths,
                 ssl_context=self.ssl_context,
                 evt_handlers=self.evt_handlers,
+                pipeline_path=self.pipeline_path or None,
             )
         )
 

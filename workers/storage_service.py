@@ -28,6 +28,7 @@ from hsscp.storage import (
     store_batch,
 )
 from workers.arena import Arena, Landing, StoreSink
+from workers.notify import Notifier, instance_stored
 from workers.stats import Stats
 from workers.writer_pool import WriterPool
 
@@ -44,7 +45,7 @@ class StorageService(AcceptorService):
 
     def __init__(self, *args, arena: Arena, storage: StorageBackend, writers: WriterPool | None,
                  stats: Stats, ignore: bool = False, inline_limit: int = 0, async_ops: int = 1,
-                 **kwargs) -> None:
+                 notifier: Notifier | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.async_ops = async_ops
         self.stats = stats
@@ -53,6 +54,7 @@ class StorageService(AcceptorService):
         self.storage = storage
         self.writers = writers
         self.ignore = ignore
+        self.notifier = notifier  # tells the pipeline process (hooks, completion) what was stored
         self.journal = None if ignore else journal_of(storage)
 
     def policy(self) -> AcceptorPolicy:
@@ -155,6 +157,8 @@ class StorageService(AcceptorService):
                 error_comment=outcome.error_comment or None,
             ),
         )
+        if self.notifier is not None and outcome.path:  # after the response: it never waits for this
+            self.notifier.send(instance_stored(protocol, command, outcome, fact))
 
 
 class DiscardSink:

@@ -30,6 +30,7 @@ from workers.arena import Arena
 from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
 from workers.limits import SharedLimiter
+from workers.notify import Notifier
 from workers.stats import Stats
 from workers.storage_service import StorageService
 from workers.writer_pool import WriterPool
@@ -59,6 +60,7 @@ class WorkerContext:
     writer_paths: list[str] = field(default_factory=list)
     ssl_context: ssl.SSLContext | None = None
     evt_handlers: list | None = None  # user handlers: they replace the writer pool
+    pipeline_path: str | None = None  # the pipeline process's socket, when it runs (workers.notify)
 
 
 def run_worker(ctx: WorkerContext) -> int:
@@ -96,6 +98,8 @@ async def _serve(ctx: WorkerContext) -> int:
     await stop.requested.wait()
     server.close()  # stop accepting; the other workers' copies of the socket are theirs
     await _drain(service, writers, stop)
+    if getattr(service, "notifier", None) is not None:
+        await service.notifier.close(ANSWER_WAIT)
     beat.stop()
     if writers is not None:
         writers.close()
@@ -133,8 +137,10 @@ async def _build_service(ctx: WorkerContext):
         await writers.connect()
     # fsync in the event loop would stall every association of the worker.
     inline_limit = settings.inline_limit if settings.fsync == "none" else 0
+    notifier = Notifier(ctx.pipeline_path) if ctx.pipeline_path else None
     service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
-                             ignore=settings.ignore, inline_limit=inline_limit, async_ops=settings.async_ops)
+                             ignore=settings.ignore, inline_limit=inline_limit, async_ops=settings.async_ops,
+                             notifier=notifier)
     return service, arena, writers
 
 
