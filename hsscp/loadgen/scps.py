@@ -85,6 +85,8 @@ SCPS: dict[str, ScpSpec] = {
                       "--journal", "{out}/.hsscp-journal.jsonl"),
         hsscp_variant("hsscp-1writer", "hsscp storescp with one writer: every job in one group commit",
                       "--writers", "1"),
+        hsscp_variant("hsscp-metrics", "hsscp storescp at its defaults serving /metrics (on a free port)",
+                      "--metrics", "127.0.0.1:0"),
         ScpSpec("dcmtk", "DCMTK storescp, single process, files written", _storescp(), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-fork", "DCMTK storescp --fork, files written", _storescp("--fork"), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-ignore", "DCMTK storescp --fork --ignore (protocol only)", _storescp("--fork", "--ignore"),
