@@ -28,7 +28,10 @@ from typing import Any
 
 import msgspec
 
+from hsscp.dimse_status import StatusCategory, status_category
 from hsscp.storage.backend import InstanceFact
+
+_IN_PLACE = (StatusCategory.SUCCESS, StatusCategory.WARNING)
 
 __all__ = ["Journal", "StoreRecord", "journal_of", "read_journal", "rotated_paths", "store_record"]
 
@@ -49,7 +52,7 @@ def journal_of(storage: object) -> Journal | None:
 
 def store_record(fact: InstanceFact, when: datetime | None = None) -> StoreRecord:
     """The journal record of ``fact``, stamped ``when`` (default: now, UTC)."""
-    stored = fact.status == 0 or 0xB000 <= fact.status <= 0xBFFF  # Success or a warning: in place
+    stored = status_category(fact.status) in _IN_PLACE  # Success or a warning: the file is in place
     return StoreRecord(*msgspec.structs.astuple(fact), event="stored" if stored else "failed",
                        time=when or datetime.now(UTC))
 
