@@ -87,6 +87,8 @@ SCPS: dict[str, ScpSpec] = {
                       "--writers", "1"),
         hsscp_variant("hsscp-metrics", "hsscp storescp at its defaults serving /metrics (on a free port)",
                       "--metrics", "127.0.0.1:0"),
+        hsscp_variant("hsscp-hook", "hsscp storescp at its defaults running a reception hook (true #f)",
+                      "--exec-on-reception", "true #f"),
         ScpSpec("dcmtk", "DCMTK storescp, single process, files written", _storescp(), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-fork", "DCMTK storescp --fork, files written", _storescp("--fork"), dcmtk_env, "storescp"),
         ScpSpec("dcmtk-ignore", "DCMTK storescp --fork --ignore (protocol only)", _storescp("--fork", "--ignore"),
