@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from hsscp import AE
+from hsscp.journal import read_journal
 
 from .datagen import CT_IMAGE_STORAGE, dataset_of, stored_files, write_instances
 from .hsscp_process import hsscp_storescp
@@ -106,8 +107,9 @@ def store_one(port: int, path: Path) -> int:
 def test_below_min_free_space_stores_are_refused_until_space_comes_back(tmp_path):
     first, second = write_instances(tmp_path / "src", 2)
     metrics = free_port()
+    journal = tmp_path / "journal.jsonl"  # off the small file system, which turns read-only below
     with small_tmpfs(tmp_path / "out", "16m") as out, hsscp_storescp(
-        out, "--metrics", f"127.0.0.1:{metrics}", "--min-free-space", "8M"
+        out, "--metrics", f"127.0.0.1:{metrics}", "--min-free-space", "8M", "--journal", str(journal)
     ) as scp:
         wait_for_readiness(metrics, True)
         ballast = out / "ballast"
@@ -132,3 +134,6 @@ def test_below_min_free_space_stores_are_refused_until_space_comes_back(tmp_path
     assert f"C-STORE of CT Image Storage {first.stem} from FILLER at 127.0.0.1:" in scp.output
     assert "answered 0xA700 Out of Resources (out of resources: free space is low)" in scp.output
     assert "answered 0x0110 Processing Failure (cannot store the file: EROFS)" in scp.output
+    # Every answered C-STORE has its record, the refusals below the free-space limit too.
+    records = [(r["event"], r["status"]) for r in read_journal(journal) if r["event"] in ("stored", "failed")]
+    assert records == [("failed", 0xA700), ("stored", 0x0000), ("failed", 0x0110)]

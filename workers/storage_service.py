@@ -108,7 +108,8 @@ class StorageService(AcceptorService):
         context_id = message.context_id
         if self.stats.refuse_stores:  # below --min-free-space: refused before a byte is written
             sink.discard()
-            self._answer(protocol, context_id, command, LOW_SPACE, started)
+            self._answer(protocol, context_id, command, LOW_SPACE, started, InstanceFact.of(sink.request, LOW_SPACE),
+                         True)  # answered, so journaled as failed like any other refusal
             return
         if sink.spool_path is None and sink.length <= self.inline_limit:
             # Small and not fsynced: writing it here costs less than the hop to a writer.
