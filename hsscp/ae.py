@@ -18,6 +18,7 @@ from typing import Any
 from pydicom.uid import UID
 
 from hsscp.acse import MAX_REQUESTED_CONTEXTS, AcceptorPolicy, LocalIdentity
+from hsscp.ae_summary import describe_ae
 from hsscp.aet import in_form_of, normalize_ae_title
 from hsscp.context_lists import PresentationContextLists
 from hsscp.events import normalize_handlers
@@ -563,42 +564,7 @@ class ApplicationEntity(PresentationContextLists):
 
     def __str__(self) -> str:
         """A summary of the AE's settings and associations, laid out like pynetdicom's."""
-        lines = ["", f"Application Entity {self._ae_title_str}", ""]
-        for heading, contexts in (
-            ("Requested", self._requested_contexts),
-            ("Supported", self.supported_contexts),
-        ):
-            lines.append(f"  {heading} Presentation Contexts:")
-            if not contexts:
-                lines.append("\tNone")
-            for context in contexts:
-                lines.append(f"\t{_uid_name(context.abstract_syntax)}")
-                lines.extend(f"\t\t{_uid_name(syntax)}" for syntax in context.transfer_syntax)
-            lines.append("")
-        lines += [
-            f"  ACSE timeout: {self.acse_timeout} s",
-            f"  DIMSE timeout: {self.dimse_timeout} s",
-            f"  Network timeout: {self.network_timeout} s",
-            "",
-        ]
-        if self._require_calling_aet:
-            lines.append(f"  Required calling AE title(s): {', '.join(self._require_calling_aet_str)}")
-        lines += [f"  Require called AE title: {self.require_called_aet}", ""]
-        associations = self.active_associations
-        lines.append(f"  Association(s): {len(associations)}/{self.maximum_associations}")
-        lines.extend(f"\tPeer: {_peer(assoc)}" for assoc in associations)
-        return "\n".join(lines)
+        return describe_ae(self)
 
 
 AE = ApplicationEntity
-
-def _uid_name(uid: Any) -> str:
-    return getattr(uid, "name", str(uid))
-
-
-def _peer(assoc: Any) -> str:
-    """How a live association is shown in the summary: who, and where."""
-    remote = getattr(assoc, "remote", None)
-    if isinstance(remote, dict):
-        return f"{remote.get('ae_title')} on {remote.get('address')}:{remote.get('port')}"
-    return repr(assoc)
