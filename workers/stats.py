@@ -168,6 +168,9 @@ def _columns(status: int) -> tuple[int, int, bool]:
     return _INDEX[kind], _STATUS_COLUMN.get(status, other), kind in ("stored", "warnings")
 
 
+_AE_MEMO_LIMIT = 4 * MAX_CALLING_AES  # titles this process remembers the column of
+
+
 class Stats:
     """The counters of one worker row."""
 
@@ -212,9 +215,11 @@ class Stats:
         column = self._ae_columns.get(calling_ae)
         if column is None:
             title = calling_ae.encode("ascii", "replace")[:AE_TITLE_LENGTH]
-            column = self._shared.claim_title(title)
-            if column != OTHER_AE:
-                self._ae_columns[calling_ae] = column  # at most MAX_CALLING_AES entries
+            column = self._shared.claim_title(title)  # takes the table's lock: once per title
+            # "other" is remembered too (the table only fills up), or every instance from an
+            # unlisted title would take the lock; the memo stays bounded whatever peers send.
+            if column != OTHER_AE or len(self._ae_columns) < _AE_MEMO_LIMIT:
+                self._ae_columns[calling_ae] = column
         self._shared.ae_counts[self._ae_base + column * len(AE_FIELDS) + field] += 1
 
 
