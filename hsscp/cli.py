@@ -148,8 +148,9 @@ def _add_storescp(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--ignore", action=argparse.BooleanOptionalAction,
                    help="receive and answer Success but write nothing")
     g.add_argument("--inline-limit", dest="inline_limit", type=parse_size, metavar="BYTES",
-                   help="with --fsync none, data sets up to this size are written by the worker "
-                        "itself, not handed to a writer (default 256K; 0 = always a writer)")
+                   help="with --fsync none, or where an fsync is measured to cost next to nothing "
+                        "(a tmpfs), data sets up to this size are written by the worker itself, not "
+                        "handed to a writer (default 1M; 0 = always a writer)")
     g.add_argument("--journal", metavar="FILE", help="append a JSON line per answered C-STORE to FILE")
     g.add_argument("--journal-max-bytes", dest="journal_max_bytes", type=_size, metavar="BYTES",
                    help="rotate the journal past this size (default 0: never)")

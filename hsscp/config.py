@@ -99,9 +99,10 @@ class ProcessSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True, k
     # A worker or writer whose loop has not turned for this long is declared stuck and replaced.
     heartbeat_timeout: float = 10.0
     ignore: bool = False  # receive and answer Success, write nothing
-    # With fsync "none", data sets up to this size are written by the association
-    # worker itself: for them the hop to a writer process costs more than the write.
-    inline_limit: int = 256 * KIB
+    # Data sets up to this size are written by the association worker itself where that
+    # costs less than the hop to a writer: with fsync "none", or where an fsync is measured
+    # to cost next to nothing (a tmpfs). CT and MR slices are up to about this size.
+    inline_limit: int = 1 * MIB
     # Requests a peer may have outstanding on one association, if it asks (asynchronous
     # operations window); they are stored in parallel and answered as each is stored.
     async_ops: int = 16

@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import threading
+import time
 
 import pytest
 
@@ -40,8 +42,17 @@ def calls(monkeypatch):
     wrap(os, "fdatasync", kind)
     wrap(os, "link", lambda src, dst, **_: os.path.basename(dst))
     wrap(os, "replace", lambda src, dst: os.path.basename(dst))
-    wrap(durable, "syncfs")
     return recorded
+
+
+@pytest.fixture
+def slow_disk(monkeypatch):
+    """The syncer believes fsync waits for a disk, as on a real one: batches are synced concurrently."""
+    syncer = durable.BatchSyncer()
+    syncer.round_cost = 1.0
+    monkeypatch.setattr(durable, "_syncer", syncer)
+    monkeypatch.setattr(durable, "CONCURRENT_FROM", 0.0)  # stays so, however fast this file system is
+    return syncer
 
 
 def stage(storage: Storage, n: int, series: str = SERIES) -> Staged:
@@ -55,16 +66,16 @@ def names(calls) -> list[int]:
     return [i for i, (name, detail) in enumerate(calls) if name in ("link", "replace") and detail.endswith(".dcm")]
 
 
-def test_a_batch_is_synced_once_before_any_of_its_files_is_named(tmp_path, calls):
+def test_a_batch_is_synced_before_any_of_its_files_is_named(tmp_path, calls):
     storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
     batch = [stage(storage, n) for n in range(4)]
     assert all(s.temp is None for s in batch)  # nameless files (O_TMPFILE) on this file system
     outcomes = storage.commit(batch)
     assert [o.status for o in outcomes] == [0] * 4
-    syncs = [i for i, (name, _) in enumerate(calls) if name in ("syncfs", "fsync", "fdatasync")]
+    syncs = [i for i, (name, _) in enumerate(calls) if name in ("fsync", "fdatasync")]
     writes = [i for i, (name, _) in enumerate(calls) if name == "writev"]
-    assert [calls[i][0] for i in syncs] == ["syncfs"]  # one for the whole batch
-    assert max(writes) < syncs[0] < min(names(calls))
+    assert [calls[i] for i in syncs] == [("fsync", "file")] * 4  # every file of the batch
+    assert max(writes) < min(syncs) and max(syncs) < min(names(calls))
     for n, outcome in enumerate(outcomes):
         assert outcome.path == str(tmp_path / "out" / STUDY / SERIES / f"{SERIES}.{n}.dcm")
         with open(outcome.path, "rb") as f:
@@ -94,14 +105,59 @@ def test_file_and_dir_syncs_each_changed_folder_once_after_the_names(tmp_path, c
     assert [c for c in calls if c[0] == "fsync"] == [("fsync", "file"), ("fsync", "folder")]
 
 
-def test_a_failed_sync_fails_the_whole_batch_and_names_nothing(tmp_path, monkeypatch):
+def test_on_a_slow_disk_the_fsyncs_of_a_batch_wait_together(tmp_path, slow_disk, monkeypatch):
+    """Each fsync waits for a commit: issued at once, the batch waits about one, not one per file."""
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    batch = [stage(storage, n) for n in range(4)]
+    in_sync, most = [0], [0]
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):
+        in_sync[0] += 1
+        most[0] = max(most[0], in_sync[0])
+        time.sleep(0.05)  # a journal commit's wait
+        real_fsync(fd)
+        in_sync[0] -= 1
+
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    started = time.monotonic()
+    assert [o.status for o in storage.commit(batch)] == [0] * 4
+    assert most[0] == 4 and time.monotonic() - started < 0.19  # not 4 x 0.05 s in a row
+    assert slow_disk.round_cost >= 0.05 / 8  # the round was measured
+
+
+def test_where_fsync_is_cheap_a_batch_is_synced_in_line(tmp_path, monkeypatch):
+    syncer = durable.BatchSyncer()
+    monkeypatch.setattr(durable, "_syncer", syncer)
+    storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
+    threads = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (threads.append(threading.get_ident()), real_fsync(fd)))
+    assert [o.status for o in storage.commit([stage(storage, n) for n in range(3)])] == [0] * 3
+    assert threads == [threading.get_ident()] * 3
+    assert syncer.round_cost < durable.CONCURRENT_FROM
+
+
+@pytest.fixture(params=["cheap", "slow"])
+def either_disk(request, monkeypatch):
+    """Both ways a batch is synced: in line, and concurrently."""
+    syncer = durable.BatchSyncer()
+    syncer.round_cost = 1.0 if request.param == "slow" else 0.0
+    monkeypatch.setattr(durable, "_syncer", syncer)
+    monkeypatch.setattr(durable, "CONCURRENT_FROM", 0.0 if request.param == "slow" else 1e9)
+
+
+def test_a_failed_sync_fails_the_whole_batch_and_names_nothing(tmp_path, monkeypatch, either_disk):
     storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
     batch = [stage(storage, n) for n in range(3)]
+    real_fsync = os.fsync
 
-    def fail(fd):
-        raise OSError(errno.EIO, "I/O error")
+    def fail_one(fd):
+        if fd == batch[1].fd:
+            raise OSError(errno.EIO, "I/O error")
+        real_fsync(fd)
 
-    monkeypatch.setattr(durable, "syncfs", fail)
+    monkeypatch.setattr(os, "fsync", fail_one)
     outcomes = storage.commit(batch)
     assert {o.status for o in outcomes} == {0x0110}
     assert not (tmp_path / "out" / STUDY).exists() and os.listdir(storage.tmp_dir) == []
@@ -115,7 +171,7 @@ def test_without_nameless_files_named_temporary_files_do_the_same(tmp_path, monk
     assert [o.status for o in storage.commit(batch)] == [0] * 3
     assert sorted(os.listdir(tmp_path / "out")) == sorted([".hsscp-tmp", *(f"{SERIES}.{n}.dcm" for n in range(3))])
     assert os.listdir(storage.tmp_dir) == []
-    assert [c[0] for c in calls if c[0] in ("syncfs", "fsync")] == ["syncfs"]
+    assert [c[0] for c in calls if c[0] == "fsync"] == ["fsync"] * 3
 
 
 def test_abandoned_staged_files_leave_nothing(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -316,6 +317,34 @@ def test_a_worker_that_cannot_boot_is_not_respawned_forever(tmp_path, monkeypatc
     result = scp.serve(config)
     assert result.exit_code == 1
     assert time.monotonic() - started < 30
+
+
+def test_where_fsync_costs_nothing_durable_small_instances_are_stored_by_the_worker_itself(tmp_path):
+    """On a tmpfs an fsync is free, and the worker stores what it can with no hop; elsewhere, the writers."""
+    sources = write_instances(tmp_path / "src", 10)
+    tmpfs_out = Path("/dev/shm") / f"hsscp-test-inline-{os.getpid()}"
+    disk_out = Path(tempfile.mkdtemp(prefix="hsscp-test-inline-", dir="/var/tmp"))  # where an fsync waits
+    try:
+        for out, by_worker in ((tmpfs_out, True), (disk_out / "out", False)):
+            acks: dict[str, int] = {}
+            with hsscp_storescp(out, "--fsync", "file", workers=1, writers=1) as scp:
+                writer = scp.children()["hsscp-writer-0"]
+                os.kill(writer, signal.SIGSTOP)  # no writer can answer now
+                try:
+                    sender = threading.Thread(target=send_files, args=(scp.port, sources, acks))
+                    sender.start()
+                    sender.join(10 if by_worker else 2)
+                    assert (not sender.is_alive() and set(acks.values()) == {0}) is by_worker, out
+                finally:
+                    os.kill(writer, signal.SIGCONT)
+                sender.join(30)
+                assert scp.stop() == 0
+            assert_acknowledged_are_stored(acks, {p.stem: p for p in sources}, out)
+    finally:
+        import shutil
+
+        shutil.rmtree(tmpfs_out, ignore_errors=True)
+        shutil.rmtree(disk_out, ignore_errors=True)
 
 
 def test_without_fsync_small_instances_are_stored_by_the_worker_itself(tmp_path):

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hsscp.server")
 
+# A worker stops storing in its own loop once its stores there take this long (seconds, moving
+# average): the disk went slow, and every association of the worker would wait on it.
+INLINE_BUDGET = 1e-3
 LOW_SPACE = StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment="out of resources: free space is low")
 
 
@@ -50,6 +53,7 @@ class StorageService(AcceptorService):
         self.async_ops = async_ops
         self.stats = stats
         self.inline_limit = inline_limit
+        self._inline_cost = 0.0  # moving average of a store done in the loop, seconds
         self.arena = arena
         self.storage = storage
         self.writers = writers
@@ -112,13 +116,8 @@ class StorageService(AcceptorService):
                          True)  # answered, so journaled as failed like any other refusal
             return
         if sink.spool_path is None and sink.length <= self.inline_limit:
-            # Small and not fsynced: writing it here costs less than the hop to a writer.
-            try:
-                ((outcome, fact),) = store_batch(self.storage, [(sink.request, sink.views())])
-            except Exception:  # a bug must not become a false Success, nor kill the association
-                log.exception("storing %s failed", command.affected_sop_instance_uid)
-                outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
-                fact = InstanceFact.of(sink.request, outcome)
+            # Small, and fsync (if any) is cheap here: storing it costs less than the hop to a writer.
+            outcome, fact = self._store_inline(sink, command)
             sink.discard()
             self._answer(protocol, context_id, command, outcome, started, fact, True)
             return
@@ -133,6 +132,21 @@ class StorageService(AcceptorService):
                 self._answer(protocol, context_id, command, outcome, started, fact)
 
         self.writers.submit(sink, stored)
+
+    def _store_inline(self, sink: StoreSink, command) -> tuple[StoreOutcome, InstanceFact]:
+        began = time.perf_counter()
+        try:
+            ((outcome, fact),) = store_batch(self.storage, [(sink.request, sink.views())])
+        except Exception:  # a bug must not become a false Success, nor kill the association
+            log.exception("storing %s failed", command.affected_sop_instance_uid)
+            outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
+            fact = InstanceFact.of(sink.request, outcome)
+        self._inline_cost += (time.perf_counter() - began - self._inline_cost) / 64
+        if self._inline_cost > INLINE_BUDGET:
+            log.warning("a store in the event loop takes %.1f ms: the writers store every data set from now on",
+                        self._inline_cost * 1e3)
+            self.inline_limit = 0
+        return outcome, fact
 
     def request_dropped(self, message: MessageReceived) -> None:
         if isinstance(message.dataset, StoreSink):

@@ -22,9 +22,11 @@ from typing import Any
 
 from hsscp import events
 from hsscp.config import ProcessSettings
+from hsscp.journal import journal_of
 from hsscp.proxied import acceptor_factory
 from hsscp.service import AcceptorService
 from hsscp.storage import StorageBackend
+from hsscp.storage.durable import CHEAP_FSYNC
 from hsscp.transport import new_event_loop
 from workers.arena import Arena
 from workers.child import BOOT_FAILED, PARENT_DIED
@@ -135,13 +137,33 @@ async def _build_service(ctx: WorkerContext):
     if not settings.ignore:
         writers = WriterPool(ctx.writer_paths, arena.name, arena.slot_size)
         await writers.connect()
-    # fsync in the event loop would stall every association of the worker.
-    inline_limit = settings.inline_limit if settings.fsync == "none" else 0
+    inline_limit = settings.inline_limit if _may_store_inline(settings.fsync, ctx.storage) else 0
     notifier = Notifier(ctx.pipeline_path) if ctx.pipeline_path else None
     service = StorageService(*common, arena=arena, storage=ctx.storage, writers=writers, stats=stats,
                              ignore=settings.ignore, inline_limit=inline_limit, async_ops=settings.async_ops,
                              notifier=notifier)
     return service, arena, writers
+
+
+def _may_store_inline(fsync: str, storage: StorageBackend) -> bool:
+    """Whether small data sets are stored in the worker's own loop, rather than by a writer.
+
+    Yes where that stalls the worker's other associations for less than a
+    hop to a writer costs: without fsync, or where an fsync was measured to
+    cost next to nothing (a tmpfs, a disk with power-loss protection). A
+    slow fsync in the loop would stall every association of the worker.
+    """
+    if fsync == "none":
+        return True
+    if journal_of(storage) is not None:  # its own fsync, maybe on a slower file system
+        return False
+    measure = getattr(storage, "fsync_cost", None)  # the local file system backend measures it
+    if measure is None:
+        return False
+    try:
+        return measure() < CHEAP_FSYNC
+    except OSError:
+        return False
 
 
 async def _drain(service: AcceptorService, writers: WriterPool | None, stop: _StopRequest) -> None:

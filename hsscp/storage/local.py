@@ -15,9 +15,10 @@ partial file ever carries a final name.
 A store is three phases, so that a writer with several data sets can make
 them durable together (group commit, :mod:`hsscp.storage.durable`):
 :meth:`Storage.stage_segments` / :meth:`Storage.stage_spooled` check and
-write one, :meth:`Storage.commit` makes a batch durable (one ``syncfs`` for
-several files, an ``fdatasync`` for one) and then names each (and, with
-``file+dir``, fsyncs each changed folder once per batch).
+write one, :meth:`Storage.commit` makes a batch durable (its fsyncs issued
+together where the disk is slow, so they share a journal commit) and then
+names each (and, with ``file+dir``, fsyncs each changed folder once per
+batch).
 
 Before that, the data set must be whole (:mod:`hsscp.storage.content`: its
 element headers walked to the end, values skipped), or it is refused with
@@ -51,7 +52,7 @@ from hsscp.storage.backend import (
     os_error_outcome,
 )
 from hsscp.storage.content import DatasetBytes, InMemory, Spooled, defect_of
-from hsscp.storage.durable import has_tmpfile, make_durable, open_tmpfile
+from hsscp.storage.durable import fsync_cost, has_tmpfile, make_durable, open_tmpfile
 from hsscp.storage.file_meta import FileMetaTemplates
 from hsscp.storage.install import Duplicate, DuplicatePolicy, Installer, discard
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, is_valid_uid
@@ -79,6 +80,7 @@ _TAG_NAMES = {
 _MISMATCH = Status.DATASET_DOES_NOT_MATCH_SOP_CLASS
 _FLAT_TAGS = frozenset({SOP_CLASS_UID, SOP_INSTANCE_UID})
 _STUDY_TAGS = _FLAT_TAGS | {STUDY_INSTANCE_UID, SERIES_INSTANCE_UID}
+FSYNC_PROBES = 5  # small files fsynced to tell a fast file system from a slow one
 MAX_CHECKED = 4096  # (SOP class, transfer syntax, AE title) combinations remembered as valid
 
 
@@ -190,6 +192,10 @@ class Storage:
             raise ValueError(f"temporary file tag {tag!r} is not 1-32 letters, digits, - or _")
         name = f"{tag}.{os.getpid()}.{next(self._counter)}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
         return os.path.join(self._tmp, name)
+
+    def fsync_cost(self) -> float:
+        """Seconds an fsync of a small new file in the output file system takes, measured now."""
+        return fsync_cost([self._temp_name("probe") for _ in range(FSYNC_PROBES)])
 
     def store_buffer(self, request: StoreRequest, dataset: memoryview) -> StoreOutcome:
         """Check ``request`` and ``dataset``, then write the file and rename it into place.
