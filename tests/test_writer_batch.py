@@ -121,7 +121,7 @@ def test_a_wake_up_takes_every_waiting_job_and_answers_after_commit_and_journal_
         clients = [socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(2)]
         for client in clients:
             client.connect(writer.socket_path)
-        while len(writer._selector.get_map()) < 3:  # the listener and both connections
+        while len(writer._selector.get_map()) < 4:  # the listener, the wake-up pipe and both connections
             writer.turn(1.0)
         unanswered.clients = clients
         first = [job(arena, n, f"1.2.3.{n}", n * 100) for n in range(10, 15)]

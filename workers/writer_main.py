@@ -12,13 +12,23 @@ durable as the policy says, and the syscalls that make it so are shared by
 the batch. Dataset bytes are read from the worker's shared-memory arena
 and written to the file from there, with no copy in between.
 
+Where an fsync waits for a disk (the storage measures it), a batch's
+syncs run in threads while the writer goes on: the jobs that arrive in
+the meantime are staged at once and their syncs start too, instead of
+waiting a whole round behind the batch before them, and the file system
+commits the syncs in flight together. Each batch is named, journaled and
+answered when its own syncs are done; the order of those steps, and the
+rule that no result goes out before its file is durable, are the same.
+
 The writer beats its heartbeat at every turn of its loop (at least once a
 select timeout) and before each job. A job is one blocking step (a writev
 and an fsync of up to gigabytes) that cannot beat in its middle, so the beat
 before it claims time in proportion to its size, as if the disk did no
 better than :data:`MIN_WRITE_RATE`: a long job is not taken for a stuck
 writer, and a writer stuck on a small one is still found within the
-heartbeat timeout.
+heartbeat timeout. While a batch syncs in threads the loop still turns, so
+it beats only as long as no batch in sync has overrun the time it claimed:
+a writer stuck on its disk is still found.
 """
 
 from __future__ import annotations
@@ -29,10 +39,14 @@ import os
 import selectors
 import signal
 import socket
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
 from hsscp.dimse import Status
 from hsscp.journal import journal_of, store_record
 from hsscp.storage import InstanceFact, StorageBackend, StoreOutcome, os_error_outcome, store_batch
+from hsscp.storage.batch import install_batch, splits_commit, stage_batch, sync_batch
+from hsscp.storage.durable import fsync_waits
 from workers.arena import SHM_FOLDER
 from workers.child import BOOT_FAILED, PARENT_DIED
 from workers.heartbeat import Heartbeat
@@ -48,6 +62,7 @@ MAX_BATCH = 64  # jobs committed together at most: each holds an open file until
 # A read takes every job a worker has queued (each ~200 bytes). Into one reused buffer: a fresh
 # bytes object this large per recv() would be an mmap and a munmap each time.
 RECV_SIZE = 256 * 1024
+MAX_SYNCING = 8  # batches syncing in threads at once; past that, the next waits for one
 
 
 class ArenaCache:
@@ -106,6 +121,22 @@ class _Connection:
         self.arenas: set[str] = set()
 
 
+class _Batch:
+    """Jobs taken together: their data sets, results so far, and (while syncing) what they wait on."""
+
+    __slots__ = ("conns", "jobs", "results", "items", "positions", "held", "staged", "deadline")
+
+    def __init__(self, conns: list[socket.socket], jobs: list[StoreJob | SpoolJob]) -> None:
+        self.conns = conns
+        self.jobs = jobs
+        self.results: list[tuple[StoreOutcome, InstanceFact]] = [None] * len(jobs)  # type: ignore[list-item]
+        self.items: list = []  # (request, source) of the jobs that reach the storage
+        self.positions: list[int] = []  # where each item's result goes
+        self.held: list[memoryview] = []  # arena views, released once the batch is stored
+        self.staged: list = []
+        self.deadline = 0.0  # monotonic time by which its sync should be done
+
+
 def time_allowed(job: StoreJob | SpoolJob) -> float:
     """Seconds a job may take past the heartbeat timeout, by its size."""
     if isinstance(job, StoreJob):
@@ -125,10 +156,46 @@ class Writer:
         self._selector = selectors.DefaultSelector()
         self._recv_buffer = bytearray(RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
+        # Syncs in threads: a storage that splits its commit, where fsync waits for the disk.
+        self._can_sync_apart = splits_commit(storage)
+        self._syncing: dict[Future, _Batch] = {}  # in the order they were taken
+        self._sync_threads: ThreadPoolExecutor | None = None
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     def handle(self, jobs: list[StoreJob | SpoolJob]) -> list[JobDone]:
         """Store a batch of jobs; their results, each durable (and journaled) as the policy says."""
-        results = self._store(jobs)
+        batch = self._prepare([None] * len(jobs), jobs)
+        try:
+            stored = store_batch(self.storage, batch.items)
+        except Exception as exc:  # a bug must not become a false Success, nor kill the pool
+            stored = _failed(batch.items, exc)
+        return self._conclude(batch, stored)
+
+    def _prepare(self, conns: list, jobs: list[StoreJob | SpoolJob]) -> _Batch:
+        """A batch of ``jobs``, their data sets located (a job naming an arena not mappable fails alone)."""
+        batch = _Batch(conns, jobs)
+        for position, job in enumerate(jobs):
+            if isinstance(job, StoreJob):
+                try:
+                    views = self.arenas.views(job.arena, job.segments)
+                except (OSError, ValueError) as exc:
+                    log.error("store job %d names an arena this writer cannot map: %s", job.job_id, exc)
+                    batch.results[position] = (UNREADABLE, InstanceFact.of(job.request, UNREADABLE))
+                    continue
+                batch.held += views
+                batch.items.append((job.request, views))
+            else:
+                batch.items.append((job.request, (job.spool_path, memoryview(job.head))))
+            batch.positions.append(position)
+        return batch
+
+    def _conclude(self, batch: _Batch, stored: list[tuple[StoreOutcome, InstanceFact]]) -> list[JobDone]:
+        """Journal a stored batch; its results, to send."""
+        for view in batch.held:
+            view.release()
+        for position, result in zip(batch.positions, stored, strict=True):
+            batch.results[position] = result
+        results = batch.results
         journal = journal_of(self.storage)
         if journal is not None:
             try:
@@ -138,37 +205,7 @@ class Writer:
                 log.error("cannot write the journal: %s", exc)
                 failed = os_error_outcome(exc)
                 results = [(failed, fact) for _, fact in results]
-        return [JobDone(job.job_id, outcome, fact) for job, (outcome, fact) in zip(jobs, results, strict=True)]
-
-    def _store(self, jobs: list[StoreJob | SpoolJob]) -> list[tuple[StoreOutcome, InstanceFact]]:
-        results: list[tuple[StoreOutcome, InstanceFact]] = [None] * len(jobs)  # type: ignore[list-item]
-        held: list[memoryview] = []
-        items, positions = [], []
-        for position, job in enumerate(jobs):
-            if isinstance(job, StoreJob):
-                try:
-                    views = self.arenas.views(job.arena, job.segments)
-                except (OSError, ValueError) as exc:
-                    log.error("store job %d names an arena this writer cannot map: %s", job.job_id, exc)
-                    results[position] = (UNREADABLE, InstanceFact.of(job.request, UNREADABLE))
-                    continue
-                held += views
-                items.append((job.request, views))
-            else:
-                items.append((job.request, (job.spool_path, memoryview(job.head))))
-            positions.append(position)
-        try:
-            stored = store_batch(self.storage, items)
-        except Exception as exc:  # a bug must not become a false Success, nor kill the pool
-            log.exception("a batch of %d store jobs failed", len(items))
-            failed = StoreOutcome(PROCESSING_FAILURE, error_comment=type(exc).__name__)
-            stored = [(failed, InstanceFact.of(request, failed)) for request, _ in items]
-        finally:
-            for view in held:
-                view.release()
-        for position, result in zip(positions, stored, strict=True):
-            results[position] = result
-        return results
+        return [JobDone(job.job_id, outcome, fact) for job, (outcome, fact) in zip(batch.jobs, results, strict=True)]
 
     def serve(self) -> int:
         """Serve jobs until told to stop; the exit code."""
@@ -180,22 +217,30 @@ class Writer:
         try:
             while not self.stopping:
                 self.turn(SELECT_TIMEOUT)
+            while self._syncing:  # the batches in hand are finished first
+                self.turn(SELECT_TIMEOUT)
         finally:
             listener.close()
+            os.close(self._wake_read)
+            os.close(self._wake_write)
             _unlink(self.socket_path)
             self.arenas.close()
         return 0
 
     def turn(self, timeout: float) -> int:
         """One wake-up: accept, take every job that has arrived, do them as one batch; the batch size."""
-        self.heartbeat.beat()
+        if not self._sync_overdue():
+            self.heartbeat.beat()
         batch: list[tuple[socket.socket, StoreJob | SpoolJob]] = []
         for key, _ in self._selector.select(timeout=timeout):
             if key.data is None:
                 conn, _ = key.fileobj.accept()
                 self._selector.register(conn, selectors.EVENT_READ, _Connection())
+            elif key.data is _WAKE:
+                _drain(self._wake_read)
             else:
                 self._read(key.fileobj, key.data, batch)
+        self._answer_synced()
         for start in range(0, len(batch), MAX_BATCH):
             self._run(batch[start : start + MAX_BATCH])
         return len(batch)
@@ -206,6 +251,7 @@ class Writer:
         listener.bind(self.socket_path)
         listener.listen(128)
         self._selector.register(listener, selectors.EVENT_READ, None)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, _WAKE)
         return listener
 
     def _read(self, conn: socket.socket, link: _Connection, batch: list) -> None:
@@ -225,18 +271,84 @@ class Writer:
                 link.arenas.add(job.arena)
             batch.append((conn, job))
 
-    def _run(self, batch: list[tuple[socket.socket, StoreJob | SpoolJob]]) -> None:
-        """Do one batch, then answer each connection with one write."""
-        jobs = [job for _, job in batch]
-        self.heartbeat.beat(sum(map(time_allowed, jobs)))
+    def _run(self, taken: list[tuple[socket.socket, StoreJob | SpoolJob]]) -> None:
+        """Do one batch, then answer each connection with one write (now, or once its syncs are done)."""
+        jobs = [job for _, job in taken]
+        allowance = sum(map(time_allowed, jobs))
+        self.heartbeat.beat(allowance)
+        batch = self._prepare([conn for conn, _ in taken], jobs)
+        if not (self._can_sync_apart and fsync_waits()):
+            try:
+                stored = store_batch(self.storage, batch.items)
+            except Exception as exc:  # a bug must not become a false Success, nor kill the pool
+                stored = _failed(batch.items, exc)
+            self._send(batch, self._conclude(batch, stored))
+            return
+        try:
+            batch.staged = stage_batch(self.storage, batch.items)
+        except Exception as exc:
+            self._send(batch, self._conclude(batch, _failed(batch.items, exc)))
+            return
+        while len(self._syncing) >= MAX_SYNCING:  # a bound on open files and threads
+            if not self._sync_overdue():
+                self.heartbeat.beat()
+            wait(self._syncing, SELECT_TIMEOUT, return_when=FIRST_COMPLETED)
+            self._answer_synced()
+        batch.deadline = time.monotonic() + self.heartbeat.timeout + allowance
+        future = self._threads().submit(sync_batch, self.storage, batch.staged)
+        self._syncing[future] = batch
+        future.add_done_callback(self._synced_in_thread)
+
+    def _synced_in_thread(self, future: Future) -> None:
+        """In the sync thread: wake the loop, which answers the batch."""
+        os.write(self._wake_write, b"\0")
+
+    def _answer_synced(self) -> None:
+        """Name, journal and answer the batches whose syncs are done, in the order they were taken."""
+        for future in [future for future in self._syncing if future.done()]:
+            batch = self._syncing.pop(future)
+            try:
+                stored = install_batch(self.storage, batch.items, batch.staged, future.result)
+            except Exception as exc:  # a bug must not become a false Success, nor kill the pool
+                stored = _failed(batch.items, exc)
+            self._send(batch, self._conclude(batch, stored))
+
+    def _sync_overdue(self) -> bool:
+        """Whether a batch has been syncing longer than it claimed: then the loop stops beating."""
+        now = time.monotonic()
+        return any(batch.deadline < now for batch in self._syncing.values())
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._sync_threads is None:
+            self._sync_threads = ThreadPoolExecutor(MAX_SYNCING, thread_name_prefix="sync")
+        return self._sync_threads
+
+    def _send(self, batch: _Batch, done: list[JobDone]) -> None:
         answers: dict[socket.socket, list[JobDone]] = {}
-        for (conn, _), done in zip(batch, self.handle(jobs), strict=True):
-            answers.setdefault(conn, []).append(done)
+        for conn, result in zip(batch.conns, done, strict=True):
+            answers.setdefault(conn, []).append(result)
         for conn, results in answers.items():
             try:
                 conn.sendall(frames(results))
             except OSError:
                 pass  # the worker is gone; its connection is dropped at the next read
+
+
+_WAKE = object()  # the selector key data of the wake-up pipe
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _failed(items: list, exc: Exception) -> list[tuple[StoreOutcome, InstanceFact]]:
+    log.error("a batch of %d store jobs failed", len(items), exc_info=exc)
+    failed = StoreOutcome(PROCESSING_FAILURE, error_comment=type(exc).__name__)
+    return [(failed, InstanceFact.of(request, failed)) for request, _ in items]
 
 
 def run_writer(socket_path: str, storage: StorageBackend, heartbeat: Heartbeat) -> int:

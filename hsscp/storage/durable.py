@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["CHEAP_FSYNC", "BatchSyncer", "fsync_cost", "has_tmpfile", "link_tmpfile", "make_durable", "open_tmpfile"]
+__all__ = ["CHEAP_FSYNC", "BatchSyncer", "fsync_cost", "fsync_waits", "has_tmpfile", "link_tmpfile", "make_durable", "open_tmpfile"]
 
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # A sync round slower than this (seconds) waits for a disk: the next batches are synced concurrently.
@@ -69,6 +69,11 @@ class BatchSyncer:
 
 
 _syncer = BatchSyncer()
+
+
+def fsync_waits() -> bool:
+    """Whether the recent fsyncs of this process waited for a disk (worth syncing in other threads)."""
+    return _syncer.round_cost >= CONCURRENT_FROM
 
 
 def make_durable(fds: Sequence[int]) -> None:

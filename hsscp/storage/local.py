@@ -305,12 +305,29 @@ class Storage:
 
         Every staged file is consumed: named, or removed.
         """
+        return self.install(staged, self.sync(staged))
+
+    def sync(self, staged: list[Staged]) -> OSError | None:
+        """Make ``staged`` durable as the policy says; the error if that failed.
+
+        Only fsyncs: it may run in another thread while this storage stages
+        more, and :meth:`install` then takes its result.
+        """
         try:
             if staged and self.fsync is not FsyncPolicy.NONE:
                 make_durable([s.fd for s in staged])
         except OSError as error:
+            return error
+        return None
+
+    def install(self, staged: list[Staged], sync_error: OSError | None = None) -> list[StoreOutcome]:
+        """Name each of ``staged``, synced by :meth:`sync` (which found ``sync_error``); an outcome each.
+
+        Every staged file is consumed: named, or (after a failed sync) removed.
+        """
+        if sync_error is not None:
             self.abandon(staged)
-            return [_os_failure(error, s.request) for s in staged]
+            return [_os_failure(sync_error, s.request) for s in staged]
         outcomes = []
         try:
             for s in staged:
