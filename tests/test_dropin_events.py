@@ -171,7 +171,7 @@ def test_an_acceptor_aborting_from_a_handler_fires_its_aborted_event(ae_class) -
         local = assoc.requestor.address, assoc.requestor.port
         assert len(assoc.send_c_echo()) == 0  # no response: aborted
         until(lambda: len(seen) == 2, what="the acceptor's events")
-    assert assoc.is_aborted
+        until(lambda: assoc.is_aborted, what="the requestor's thread to take the A-ABORT")  # its own pace
     assert seen[0][0] == "aborted" and seen[1] == ("closed", local)
 
 
