@@ -11,6 +11,7 @@ is used, and anything malformed raises :class:`PeekError`.
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 
@@ -79,7 +80,7 @@ def peek_prefix(
     """
     if not tags:
         return {}, 0
-    if max(tags) >= ITEM:
+    if _bounds(tags)[0] >= ITEM:
         # Items and delimiters end the walk as tags past the last one asked for.
         raise ValueError("only data element tags below (FFFE,E000) can be peeked")
     view = memoryview(data)
@@ -196,6 +197,7 @@ def _walk_implicit(
         return pos, 0
 
 
+@functools.lru_cache(maxsize=64)  # a few tag sets, asked for once per stored instance each
 def _bounds(tags: frozenset[int]) -> tuple[int, int, frozenset[int]]:
     """The last tag asked for, its group, and the groups worth computing a full tag in."""
     last = max(tags)
