@@ -27,6 +27,7 @@ from hsscp.storage import (
     os_error_outcome,
     store_batch,
 )
+from hsscp.storage.durable import fsync_waits
 from workers.arena import Arena, Landing, StoreSink
 from workers.notify import Notifier, instance_stored
 from workers.stats import Stats
@@ -37,9 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hsscp.server")
 
-# A worker stops storing in its own loop once its stores there take this long (seconds, moving
-# average): the disk went slow, and every association of the worker would wait on it.
-INLINE_BUDGET = 1e-3
 LOW_SPACE = StoreOutcome(dimse.Status.OUT_OF_RESOURCES, error_comment="out of resources: free space is low")
 
 
@@ -53,7 +51,6 @@ class StorageService(AcceptorService):
         self.async_ops = async_ops
         self.stats = stats
         self.inline_limit = inline_limit
-        self._inline_cost = 0.0  # moving average of a store done in the loop, seconds
         self.arena = arena
         self.storage = storage
         self.writers = writers
@@ -134,17 +131,15 @@ class StorageService(AcceptorService):
         self.writers.submit(sink, stored)
 
     def _store_inline(self, sink: StoreSink, command) -> tuple[StoreOutcome, InstanceFact]:
-        began = time.perf_counter()
         try:
             ((outcome, fact),) = store_batch(self.storage, [(sink.request, sink.views())])
         except Exception:  # a bug must not become a false Success, nor kill the association
             log.exception("storing %s failed", command.affected_sop_instance_uid)
             outcome = StoreOutcome(dimse.Status.PROCESSING_FAILURE, error_comment="processing failure")
             fact = InstanceFact.of(sink.request, outcome)
-        self._inline_cost += (time.perf_counter() - began - self._inline_cost) / 64
-        if self._inline_cost > INLINE_BUDGET:
-            log.warning("a store in the event loop takes %.1f ms: the writers store every data set from now on",
-                        self._inline_cost * 1e3)
+        if fsync_waits():  # the disk went slow: every association of this worker would wait on it
+            log.warning("fsync in the event loop has come to wait for the disk: the writers store every "
+                        "data set from now on")
             self.inline_limit = 0
         return outcome, fact
 

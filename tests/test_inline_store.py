@@ -1,0 +1,55 @@
+"""A worker storing a data set in its own loop: synced as the policy says, and given up once fsync waits."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from hsscp import dimse, events
+from hsscp.storage import FsyncPolicy, Storage, durable
+from workers.storage_service import StorageService
+
+from .test_storage import SERIES, make_dataset, request
+
+
+class HeldDataSet:
+    """What a StoreSink gives the inline store: the request, and the data set's pieces."""
+
+    def __init__(self, uid: str) -> None:
+        self.request = request(uid)
+        self._data = make_dataset(uid)
+
+    def views(self) -> list[memoryview]:
+        return [memoryview(self._data)]
+
+
+def service(out, monkeypatch, round_cost: float) -> StorageService:
+    syncer = durable.BatchSyncer()
+    syncer.round_cost = round_cost
+    monkeypatch.setattr(durable, "_syncer", syncer)
+    return StorageService(None, "HSSCP", [], events.HandlerSet([]), None, arena=None,
+                          storage=Storage(out, fsync=FsyncPolicy.FILE), writers=None, stats=None,
+                          inline_limit=1 << 20)
+
+
+def store(svc: StorageService, uid: str):
+    return svc._store_inline(HeldDataSet(uid), dimse.CStoreRQ(1, "1.2.840.10008.5.1.4.1.1.2", uid))
+
+
+def test_a_data_set_stored_in_the_loop_is_synced_and_in_place(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    svc = service(tmp_path / "out", monkeypatch, round_cost=0.0)
+    outcome, fact = store(svc, f"{SERIES}.1")
+    assert outcome.status == 0 and os.path.exists(outcome.path) and fact.path == outcome.path
+    assert len(synced) == 1 and svc.inline_limit == 1 << 20  # fsync is cheap here: it stays so
+
+
+@pytest.mark.parametrize("round_cost", [0.005, 0.05])  # well past CONCURRENT_FROM, whatever this disk adds
+def test_once_fsync_waits_for_the_disk_the_writers_store_everything(tmp_path, monkeypatch, round_cost):
+    svc = service(tmp_path / "out", monkeypatch, round_cost=round_cost)
+    outcome, _ = store(svc, f"{SERIES}.2")
+    assert outcome.status == 0 and os.path.exists(outcome.path)  # this one is stored all the same
+    assert svc.inline_limit == 0
