@@ -107,13 +107,19 @@ def nothing_for(client: socket.socket) -> bool:
     return False
 
 
-def test_jobs_arriving_while_a_batch_syncs_are_staged_and_synced_at_once(slow_writer, arena):
+def two_batches_syncing(slow_writer, arena, first_uid: str) -> None:
+    """A job from the first client, then one from the second while the first's sync is held."""
     writer, storage, (first, second), _ = slow_writer
-    first.sendall(frame(job(arena, 1, "1.2.3.1", 0)))
+    first.sendall(frame(job(arena, 1, first_uid, 0)))
     turn_until(writer, lambda: len(storage.gates) == 1)
     second.sendall(frame(job(arena, 2, "1.2.3.2", 100)))
     # The second job does not wait for the first batch's sync: it is staged and syncing too.
     turn_until(writer, lambda: len(storage.gates) == 2)
+
+
+def test_jobs_arriving_while_a_batch_syncs_are_staged_and_synced_at_once(slow_writer, arena):
+    writer, storage, (first, second), _ = slow_writer
+    two_batches_syncing(slow_writer, arena, "1.2.3.1")
     assert storage.most_syncing == 2
     assert nothing_for(first) and nothing_for(second)  # no answer before its own sync
     storage.gates[1].set()  # the later batch's sync ends first: it is answered first
@@ -130,10 +136,7 @@ def test_jobs_arriving_while_a_batch_syncs_are_staged_and_synced_at_once(slow_wr
 
 def test_a_failed_sync_fails_its_batch_alone(slow_writer, arena):
     writer, storage, (first, second), _ = slow_writer
-    first.sendall(frame(job(arena, 1, "1.2.3.66", 0)))
-    turn_until(writer, lambda: len(storage.gates) == 1)
-    second.sendall(frame(job(arena, 2, "1.2.3.2", 100)))
-    turn_until(writer, lambda: len(storage.gates) == 2)
+    two_batches_syncing(slow_writer, arena, "1.2.3.66")
     for gate in storage.gates:
         gate.set()
     bad, good = answered(writer, first), answered(writer, second)
