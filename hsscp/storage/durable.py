@@ -28,7 +28,8 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["CHEAP_FSYNC", "BatchSyncer", "fsync_cost", "fsync_waits", "has_tmpfile", "link_tmpfile", "make_durable", "open_tmpfile"]
+__all__ = ["CHEAP_FSYNC", "BatchSyncer", "fsync_cost", "fsync_waits", "has_tmpfile", "link_tmpfile",
+           "make_durable", "open_tmpfile"]
 
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # A sync round slower than this (seconds) waits for a disk: the next batches are synced concurrently.
@@ -50,6 +51,8 @@ class BatchSyncer:
 
     def sync(self, fds: Sequence[int]) -> None:
         """Make the files open as ``fds`` durable; raises the first OSError (the batch has then failed)."""
+        if not fds:
+            return
         started = time.perf_counter()
         if len(fds) > 1 and self.round_cost >= CONCURRENT_FROM:
             for _ in self._threads().map(os.fsync, fds):
