@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -37,11 +39,19 @@ def store(svc: StorageService, uid: str):
     return svc._store_inline(HeldDataSet(uid), dimse.CStoreRQ(1, "1.2.840.10008.5.1.4.1.1.2", uid))
 
 
-def test_a_data_set_stored_in_the_loop_is_synced_and_in_place(tmp_path, monkeypatch):
+@pytest.fixture
+def tmpfs_dir():
+    """A folder on a tmpfs, where an fsync costs next to nothing (a disk's may take milliseconds)."""
+    folder = tempfile.mkdtemp(prefix="hsscp-test-inline-", dir="/dev/shm")
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_data_set_stored_in_the_loop_is_synced_and_in_place(tmpfs_dir, monkeypatch):
     synced = []
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
-    svc = service(tmp_path / "out", monkeypatch, round_cost=0.0)
+    svc = service(os.path.join(tmpfs_dir, "out"), monkeypatch, round_cost=0.0)
     outcome, fact = store(svc, f"{SERIES}.1")
     assert outcome.status == 0 and os.path.exists(outcome.path) and fact.path == outcome.path
     assert len(synced) == 1 and svc.inline_limit == 1 << 20  # fsync is cheap here: it stays so
