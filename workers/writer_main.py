@@ -164,7 +164,10 @@ class Writer:
 
     def handle(self, jobs: list[StoreJob | SpoolJob]) -> list[JobDone]:
         """Store a batch of jobs; their results, each durable (and journaled) as the policy says."""
-        batch = self._prepare([None] * len(jobs), jobs)
+        return self._store_now(self._prepare([None] * len(jobs), jobs))
+
+    def _store_now(self, batch: _Batch) -> list[JobDone]:
+        """Store, sync and journal ``batch`` in this thread; its results, to send."""
         try:
             stored = store_batch(self.storage, batch.items)
         except Exception as exc:  # a bug must not become a false Success, nor kill the pool
@@ -278,11 +281,7 @@ class Writer:
         self.heartbeat.beat(allowance)
         batch = self._prepare([conn for conn, _ in taken], jobs)
         if not (self._can_sync_apart and fsync_waits()):
-            try:
-                stored = store_batch(self.storage, batch.items)
-            except Exception as exc:  # a bug must not become a false Success, nor kill the pool
-                stored = _failed(batch.items, exc)
-            self._send(batch, self._conclude(batch, stored))
+            self._send(batch, self._store_now(batch))
             return
         try:
             batch.staged = stage_batch(self.storage, batch.items)
