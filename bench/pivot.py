@@ -3,7 +3,9 @@
     python -m bench.pivot bench.json [more.json ...]
 
 Each cell: instances/s (ratio to DCMTK ``storescp --fork`` in the same case),
-MB/s, and SCP CPU per instance.
+MB/s, and SCP CPU per instance. On a disk, the ``fsync-bound`` column is the
+durable ceiling of the case's data set and K (no SCP, no PDU: K threads that
+store and fsync the files one after another), beside every PDU's row.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 
 REFERENCE = "dcmtk-fork"
+BOUND = "fsync-bound"
 
 
 def _cpu(us: float) -> str:
@@ -20,7 +23,7 @@ def _cpu(us: float) -> str:
 
 def _cell(row: dict, reference: dict | None) -> str:
     ratio = ""
-    if reference and row["scp"] != REFERENCE and reference["instances_per_s"]:
+    if reference and row["scp"] not in (REFERENCE, BOUND) and reference["instances_per_s"]:
         ratio = f" ({row['instances_per_s'] / reference['instances_per_s']:.2f}x)"
     rate = f"{row['instances_per_s']:.1f}" if row["instances_per_s"] < 100 else f"{row['instances_per_s']:.0f}"
     failed = "" if row["ok"] else " FAILED"
@@ -28,10 +31,16 @@ def _cell(row: dict, reference: dict | None) -> str:
 
 
 def pivot(rows: list[dict]) -> str:
-    scps = list(dict.fromkeys(r["scp"] for r in rows))
+    bounds = {(r["outfs"], r["dataset"], r["associations"]): r for r in rows if r["scp"] == BOUND}
+    rows = [r for r in rows if r["scp"] != BOUND]
+    scps = list(dict.fromkeys(r["scp"] for r in rows)) + ([BOUND] if bounds else [])
     cases: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        cases.setdefault((r["outfs"], r["dataset"], r["max_pdu"], r["associations"], r["sender"]), {})[r["scp"]] = r
+        case = cases.setdefault((r["outfs"], r["dataset"], r["max_pdu"], r["associations"], r["sender"]), {})
+        case[r["scp"]] = r
+        bound = bounds.get((r["outfs"], r["dataset"], r["associations"]))
+        if bound is not None:
+            case[BOUND] = bound
     lines = ["| output | data set | PDU | K | " + " | ".join(scps) + " |", "|---" * (4 + len(scps)) + "|"]
     for (outfs, kind, pdu, k, _), by_scp in cases.items():
         reference = by_scp.get(REFERENCE)

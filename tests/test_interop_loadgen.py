@@ -283,3 +283,20 @@ def test_bench_quick_runs_end_to_end(tmp_path):
     assert {"hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom"} <= scps
     assert all(row["ok"] and row["instances_per_s"] > 0 for row in document["rows"])
     assert "| tiny | 16384 | 2 | hsscp | hsscp |" in done.stdout and "sender's own /s" in done.stdout
+
+
+def test_bench_on_a_fresh_disk_measures_the_fsync_bound_beside_the_scps(tmp_path):
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "hsscp.loadgen", "bench", "--quick", "--scps", "hsscp,dcmtk-fork", "--senders", "dcmtk",
+         "-c", "1,2", "--outfs", "disk", "--disk-dir", str(tmp_path), "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {(row["scp"], row["associations"]) for row in rows} == {
+        (scp, k) for scp in ("hsscp", "dcmtk-fork", "fsync-bound") for k in (1, 2)}
+    assert all(row["ok"] and row["instances_per_s"] > 0 for row in rows)
+    bounds = [row for row in rows if row["scp"] == "fsync-bound"]
+    assert all(row["max_pdu"] == 0 and row["sender"] == "-" and row["ratio_to_reference"] is None for row in bounds)
+    assert sorted(os.listdir(tmp_path)) == ["bench.json"]  # every image unmounted and removed

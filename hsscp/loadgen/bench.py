@@ -14,8 +14,11 @@ same instances ``--runs`` times:
 Measured per run: wall time from the senders' start to their exit (process
 start-up included, for every sender alike), instances/s and MB/s of data
 set bytes, CPU of the SCP's whole process tree per instance, and CPU of the
-senders per instance. The table shows medians and the ratio of instances/s
-to DCMTK ``storescp --fork`` with the same sender; for hsscp senders also
+senders per instance. On each disk the durable ceiling is measured too,
+as the row ``fsync-bound``: K threads storing the same files with an fsync
+each and nothing else (:mod:`hsscp.loadgen.fsync_bound`), what an SCP that
+syncs before it answers can reach there. The table shows medians and the
+ratio of instances/s to DCMTK ``storescp --fork`` with the same sender; for hsscp senders also
 the rate they report themselves (from the first association to the last
 response: Python start-up and the file scan excluded). The output is cleared
 before each run, so every run stores new instances, not duplicates. Runs should last
@@ -40,10 +43,11 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from hsscp.loadgen import datasets, scps
+from hsscp.loadgen import datasets, fsync_bound, scps
 from hsscp.loadgen.files import read_instance
 
 REFERENCE_SCP = "dcmtk-fork"
+FSYNC_BOUND = "fsync-bound"  # the rows of the durable ceiling: no SCP, no sender, no PDU
 DEFAULT_SCPS = ("hsscp", "dcmtk", "dcmtk-fork", "dcmtk-ignore", "pynetdicom")
 # Files per data set kind and passes over them per run. One pass: a second would store duplicates.
 FULL_COUNTS = {"tiny": (10000, 1), "ct": (1000, 1), "multiframe": (8, 1), "mixed": (1300, 1)}
@@ -263,8 +267,31 @@ def run_plan(plan: Plan, data_root: str, work: str, say) -> bool:
             say("SCP output on a fresh ext4 file system (loop-mounted image) per SCP and PDU")
             # Every run overwrites the same files: room for one copy of every data set, twice over.
             size = max(1 << 30, 2 * sum(length for _, _, length in data.values()) + (256 << 20))
-            _run_scps(plan, outfs, data, work, functools.partial(fresh_disk, plan.disk_dir or work, size=size), say)
+            disk = functools.partial(fresh_disk, plan.disk_dir or work, size=size)
+            _run_scps(plan, outfs, data, work, disk, say)
+            with disk(f"{outfs}-{FSYNC_BOUND}") as root:
+                _run_fsync_bound(plan, outfs, data, root, say)
     return on_tmpfs
+
+
+def _run_fsync_bound(plan: Plan, outfs: str, data: dict, root: str, say) -> None:
+    """The durable ceiling of the file system at ``root``, per data set and K, ``plan.runs`` times each."""
+    out = os.path.join(root, "out")
+    os.makedirs(out)
+    for kind in plan.datasets:
+        _, paths, size = data[kind]
+        for k in plan.associations:
+            for _ in range(plan.runs):
+                clear_output(out)
+                cpu, started = time.process_time(), time.perf_counter()
+                try:
+                    wall, ok, detail = fsync_bound.store_synced(paths, out, k), True, ""
+                except OSError as exc:
+                    wall, ok, detail = time.perf_counter() - started, False, str(exc)
+                result = RunResult(outfs, FSYNC_BOUND, "-", kind, k, 0, len(paths), size, wall,
+                                   time.process_time() - cpu, 0.0, ok, detail)
+                plan.results.append(result)
+                say(_progress_line(result))
 
 
 @contextlib.contextmanager
