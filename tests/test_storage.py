@@ -37,6 +37,7 @@ from hsscp.storage import (
     StoreOutcome,
     StoreRequest,
 )
+from hsscp.storage.local import host_tag
 from hsscp.uid import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME
 
 from .test_dataset_peek import encode
@@ -572,7 +573,7 @@ def test_temp_paths_are_unique_and_name_their_owner(storage: Storage) -> None:
     assert len(set(paths)) == 100
     for path in paths:
         assert path.parent == storage.tmp_dir
-        assert re.fullmatch(rf"w1\.{os.getpid()}\.\d+\.[0-9a-f]{{8}}\.part", path.name)
+        assert re.fullmatch(rf"w1\.{re.escape(host_tag())}\.{os.getpid()}\.\d+\.[0-9a-f]{{8}}\.part", path.name)
     for tag in ("", "a/b", "..", "a.b", "x" * 33):
         with pytest.raises(ValueError):
             storage.temp_path(tag)
@@ -580,14 +581,18 @@ def test_temp_paths_are_unique_and_name_their_owner(storage: Storage) -> None:
 
 def test_remove_temp_files(storage: Storage) -> None:
     mine = [storage.temp_path("w1") for _ in range(3)]
-    others = [storage.tmp_dir / f"w2.{pid}.0.0badf00d.part" for pid in (999_991, 999_992)]
+    host = host_tag()
+    dead = [storage.tmp_dir / f"w2.{host}.{pid}.0.0badf00d.part" for pid in (999_991, 999_992)]
+    of_an_earlier_version = storage.tmp_dir / "w2.999993.0.0badf00d.part"
+    alive = storage.tmp_dir / f"w2.{host}.1.0.0badf00d.part"  # pid 1 runs: another SCP here may own it
+    of_another_node = storage.tmp_dir / f"w2.{host}x.999994.0.0badf00d.part"
     keep = storage.tmp_dir / "notes.txt"
-    for path in [*mine, *others, keep]:
+    for path in [*mine, *dead, of_an_earlier_version, alive, of_another_node, keep]:
         path.write_bytes(b"x")
     assert storage.remove_temp_files(999_991) == 1
     assert storage.remove_temp_files(os.getpid()) == 3
-    assert storage.remove_temp_files() == 1
-    assert os.listdir(storage.tmp_dir) == ["notes.txt"]
+    assert storage.remove_temp_files() == 2  # the other dead pid's, and the earlier version's
+    assert sorted(os.listdir(storage.tmp_dir)) == sorted([alive.name, of_another_node.name, "notes.txt"])
 
 
 def test_messages_travel_between_processes() -> None:

@@ -125,9 +125,10 @@ class StorageBackend(Protocol):
       a temporary name and moved into place whole; every failure removes
       what it wrote (and the spool file it was handed), so a final name
       only ever holds a complete instance.
-    * **Temporary names carry the owner's pid**, so that
+    * **Temporary names carry the owner's machine and pid**, so that
       :meth:`remove_temp_files` can clean up after a process that died
-      mid-store, while the others keep writing.
+      mid-store, while the others keep writing, and other nodes sharing
+      the output folder keep their files.
     * **Only whole data sets.** A data set that is structurally cut (an
       element running past its end, a sequence, item or encapsulated pixel
       data never closed) is refused with 0xC000 and stored nowhere; a stored
@@ -167,7 +168,7 @@ class StorageBackend(Protocol):
         ...
 
     def remove_temp_files(self, owner_pid: int | None = None) -> int:
-        """Delete temporary files: all of them (no writer running), or those of ``owner_pid``."""
+        """Delete this machine's stale temporary files: those of every process gone, or of ``owner_pid``."""
         ...
 
 

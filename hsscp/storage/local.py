@@ -37,6 +37,7 @@ import itertools
 import logging
 import os
 import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import NamedTuple
@@ -66,6 +67,7 @@ PEEK_LIMIT = 1024 * 1024
 
 _TEMP_SUFFIX = ".part"
 _TEMP_TAG = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_NOT_IN_HOST_TAG = re.compile(r"[^A-Za-z0-9_-]")
 
 SOP_CLASS_UID = 0x00080016
 SOP_INSTANCE_UID = 0x00080018
@@ -156,6 +158,7 @@ class Storage:
         self._tmp = os.path.join(self._out, TEMP_DIR_NAME)
         os.makedirs(self._tmp, exist_ok=True)
         self._counter = itertools.count()
+        self._host = host_tag()
         self._meta = FileMetaTemplates(self.implementation_class_uid, self.implementation_version_name)
         self._tmpfile = has_tmpfile(self._tmp)
         self._checked: set[tuple[str, str, str]] = set()  # (SOP class, transfer syntax, AE) found valid
@@ -181,16 +184,18 @@ class Storage:
         )
 
     def temp_path(self, tag: str) -> Path:
-        """A fresh name in the temporary folder: ``<tag>.<pid>.<counter>.<random>.part``.
+        """A fresh name in the temporary folder: ``<tag>.<host>.<pid>.<counter>.<random>.part``.
 
-        The pid lets :meth:`remove_temp_files` clean up after a dead process.
+        Machine and pid let :meth:`remove_temp_files` clean up after a dead
+        process of this machine, and leave alone the files of other nodes
+        that share the output folder.
         """
         return Path(self._temp_name(tag))
 
     def _temp_name(self, tag: str) -> str:
         if not _TEMP_TAG.fullmatch(tag):
             raise ValueError(f"temporary file tag {tag!r} is not 1-32 letters, digits, - or _")
-        name = f"{tag}.{os.getpid()}.{next(self._counter)}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
+        name = f"{tag}.{self._host}.{os.getpid()}.{next(self._counter)}.{os.urandom(4).hex()}{_TEMP_SUFFIX}"
         return os.path.join(self._tmp, name)
 
     def fsync_cost(self) -> float:
@@ -372,17 +377,21 @@ class Storage:
         return _duplicate_outcome(request.sop_instance_uid, path, duplicate, staged.size)
 
     def remove_temp_files(self, owner_pid: int | None = None) -> int:
-        """Delete stale temporary files: all of them, or those of the dead process ``owner_pid``.
+        """Delete stale temporary files of this machine: those of ``owner_pid``, or of every process gone.
 
-        Without ``owner_pid`` it also removes the files of live writers: call
-        it only when none is running (at start-up). Returns the count.
+        Without ``owner_pid`` (at start-up) it removes the files of every
+        process of this machine that no longer runs. Files another machine
+        named are left alone: a node sharing the output folder may still be
+        writing them. Returns the count.
         """
         removed = 0
         with os.scandir(self._tmp) as entries:
             for entry in entries:
-                if not entry.name.endswith(_TEMP_SUFFIX):
+                owner = _temp_owner(entry.name)
+                if owner is None or owner[0] not in (self._host, None):
                     continue
-                if owner_pid is not None and _temp_owner(entry.name) != owner_pid:
+                stale = owner[1] == owner_pid if owner_pid is not None else not _running(owner[1])
+                if not stale:
                     continue
                 try:
                     os.unlink(entry.path)
@@ -512,12 +521,35 @@ def _duplicate_outcome(uid: str, path: str, duplicate: Duplicate, size: int) -> 
     return StoreOutcome(Status.SUCCESS, path, bytes_written=written, duplicate=duplicate.value)
 
 
-def _temp_owner(name: str) -> int | None:
-    """The pid in ``<tag>.<pid>.<counter>.<random>.part``, or None if it is not one of ours."""
-    parts = name.split(".")
-    if len(parts) != 5 or not parts[1].isdigit():
+def host_tag() -> str:
+    """This machine's name as temporary names carry it (letters, digits, - and _ only)."""
+    return _NOT_IN_HOST_TAG.sub("-", socket.gethostname())[:64] or "-"
+
+
+def _temp_owner(name: str) -> tuple[str | None, int] | None:
+    """Machine and pid of ``<tag>.<host>.<pid>.<counter>.<random>.part``; None if it is not ours.
+
+    Names of earlier versions, ``<tag>.<pid>.<counter>.<random>.part``, name no machine.
+    """
+    if not name.endswith(_TEMP_SUFFIX):
         return None
-    return int(parts[1])
+    parts = name.split(".")
+    if len(parts) == 6 and parts[2].isdigit():
+        return parts[1], int(parts[2])
+    if len(parts) == 5 and parts[1].isdigit():
+        return None, int(parts[1])
+    return None
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` runs on this machine (one we may not signal runs too)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def _os_failure(error: OSError, request: StoreRequest) -> StoreOutcome:
