@@ -49,7 +49,7 @@ def calls(monkeypatch):
 def slow_disk(monkeypatch):
     """The syncer believes fsync waits for a disk, as on a real one: batches are synced concurrently."""
     syncer = durable.BatchSyncer()
-    syncer.round_cost = 1.0
+    syncer.recent.extend([1.0] * durable.RECENT_ROUNDS)
     monkeypatch.setattr(durable, "_syncer", syncer)
     monkeypatch.setattr(durable, "CONCURRENT_FROM", 0.0)  # stays so, however fast this file system is
     return syncer
@@ -123,7 +123,7 @@ def test_on_a_slow_disk_the_fsyncs_of_a_batch_wait_together(tmp_path, slow_disk,
     started = time.monotonic()
     assert [o.status for o in storage.commit(batch)] == [0] * 4
     assert most[0] == 4 and time.monotonic() - started < 0.19  # not 4 x 0.05 s in a row
-    assert slow_disk.round_cost >= 0.05 / 8  # the round was measured
+    assert slow_disk.recent[-1] >= 0.05  # the round was measured, as one
 
 
 def test_where_fsync_is_cheap_a_batch_is_synced_in_line(tmp_path, monkeypatch):
@@ -135,14 +135,14 @@ def test_where_fsync_is_cheap_a_batch_is_synced_in_line(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", lambda fd: (threads.append(threading.get_ident()), real_fsync(fd)))
     assert [o.status for o in storage.commit([stage(storage, n) for n in range(3)])] == [0] * 3
     assert threads == [threading.get_ident()] * 3
-    assert syncer.round_cost < durable.CONCURRENT_FROM
+    assert len(syncer.recent) == 1  # measured, per file
 
 
 @pytest.fixture(params=["cheap", "slow"])
 def either_disk(request, monkeypatch):
     """Both ways a batch is synced: in line, and concurrently."""
     syncer = durable.BatchSyncer()
-    syncer.round_cost = 1.0 if request.param == "slow" else 0.0
+    syncer.recent.extend([1.0 if request.param == "slow" else 0.0] * durable.RECENT_ROUNDS)
     monkeypatch.setattr(durable, "_syncer", syncer)
     monkeypatch.setattr(durable, "CONCURRENT_FROM", 0.0 if request.param == "slow" else 1e9)
 
@@ -178,3 +178,15 @@ def test_abandoned_staged_files_leave_nothing(tmp_path):
     storage = Storage(tmp_path / "out", fsync=FsyncPolicy.FILE)
     storage.abandon([stage(storage, n) for n in range(2)])
     assert os.listdir(storage.tmp_dir) == [] and not (tmp_path / "out" / STUDY).exists()
+
+
+def test_fsync_waits_for_a_disk_only_when_every_recent_round_was_slow(monkeypatch):
+    monkeypatch.setattr(durable, "CONCURRENT_FROM", 0.001)
+    syncer = durable.BatchSyncer()
+    assert not syncer.waits()  # nothing measured yet: cheap until shown otherwise
+    syncer.recent.extend([0.00001] * (durable.RECENT_ROUNDS - 1) + [0.05])
+    assert not syncer.waits()  # one slow round among cheap ones: this process waited for a CPU
+    syncer.recent.extend([0.002] * (durable.RECENT_ROUNDS - 2))
+    assert not syncer.waits()  # a cheap one is still among the last rounds
+    syncer.recent.append(0.003)
+    assert syncer.waits()  # every recent round slow: a disk

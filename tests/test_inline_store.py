@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 
@@ -27,8 +28,9 @@ class HeldDataSet:
 
 
 def service(out, monkeypatch, round_cost: float) -> StorageService:
+    """A worker's service storing in its loop, its fsyncs so far measured at ``round_cost`` seconds each."""
     syncer = durable.BatchSyncer()
-    syncer.round_cost = round_cost
+    syncer.recent.extend([round_cost] * durable.RECENT_ROUNDS)
     monkeypatch.setattr(durable, "_syncer", syncer)
     return StorageService(None, "HSSCP", [], events.HandlerSet([]), None, arena=None,
                           storage=Storage(out, fsync=FsyncPolicy.FILE), writers=None, stats=None,
@@ -57,9 +59,33 @@ def test_a_data_set_stored_in_the_loop_is_synced_and_in_place(tmpfs_dir, monkeyp
     assert len(synced) == 1 and svc.inline_limit == 1 << 20  # fsync is cheap here: it stays so
 
 
-@pytest.mark.parametrize("round_cost", [0.005, 0.05])  # well past CONCURRENT_FROM, whatever this disk adds
+def slow_fsyncs(monkeypatch, seconds: float, times: int | None = None) -> None:
+    """fsync waits ``seconds`` more, as on a disk (only the next ``times`` calls, if given)."""
+    real_fsync = os.fsync
+    left = [times]
+
+    def fsync(fd):
+        if left[0] is None or left[0] > 0:
+            time.sleep(seconds)
+            left[0] = None if left[0] is None else left[0] - 1
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("round_cost", [0.005, 0.05])  # well past CONCURRENT_FROM
 def test_once_fsync_waits_for_the_disk_the_writers_store_everything(tmp_path, monkeypatch, round_cost):
     svc = service(tmp_path / "out", monkeypatch, round_cost=round_cost)
+    slow_fsyncs(monkeypatch, round_cost)
     outcome, _ = store(svc, f"{SERIES}.2")
     assert outcome.status == 0 and os.path.exists(outcome.path)  # this one is stored all the same
     assert svc.inline_limit == 0
+
+
+def test_one_slow_fsync_on_a_busy_machine_does_not_send_the_stores_to_the_writers(tmpfs_dir, monkeypatch):
+    svc = service(os.path.join(tmpfs_dir, "out"), monkeypatch, round_cost=0.0)
+    slow_fsyncs(monkeypatch, 0.05, times=1)  # as if descheduled for 50 ms in the middle of it
+    for n in range(3):
+        outcome, _ = store(svc, f"{SERIES}.{10 + n}")
+        assert outcome.status == 0 and os.path.exists(outcome.path)
+    assert svc.inline_limit == 1 << 20

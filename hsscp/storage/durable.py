@@ -11,7 +11,9 @@ did worse at every batch size, and would flush other programs' files
 too). Where an fsync costs next to nothing (a tmpfs, a write cache), a
 thread hand-off would cost more than the fsync: the batch is then synced
 in line, one file after another. Which case holds is measured, not
-configured: the cost of recent sync rounds decides.
+configured: the quickest of the recent sync rounds decides (an average
+would let one round in which a busy machine descheduled this process make
+a tmpfs look like a disk).
 
 ``O_TMPFILE``: a file opened in a folder without a name, given its final
 name with one ``linkat`` once it is whole. Nothing to name, rename or clean
@@ -25,6 +27,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -34,6 +37,7 @@ __all__ = ["CHEAP_FSYNC", "BatchSyncer", "fsync_cost", "fsync_waits", "has_tmpfi
 _O_TMPFILE = getattr(os, "O_TMPFILE", 0)
 # A sync round slower than this (seconds) waits for a disk: the next batches are synced concurrently.
 CONCURRENT_FROM = 200e-6
+RECENT_ROUNDS = 8  # sync rounds remembered: fsync waits for a disk when even the quickest of them did
 MAX_SYNC_THREADS = 16  # files synced at once; a bigger batch queues on them
 # An fsync this fast (seconds) can be done in an event loop: it stalls the loop's other
 # associations less than a hop to a writer process costs (a tmpfs, a disk with power-loss protection).
@@ -45,7 +49,7 @@ class BatchSyncer:
     """fsyncs batches of files: in line while fsync is cheap, concurrently while it waits for a disk."""
 
     def __init__(self) -> None:
-        self.round_cost = 0.0  # moving average of one sync round's wall time, seconds
+        self.recent: deque[float] = deque(maxlen=RECENT_ROUNDS)  # wall seconds of the last rounds
         self._pool: ThreadPoolExecutor | None = None
         self._pool_pid = 0  # threads do not survive a fork: a child makes its own
 
@@ -54,7 +58,7 @@ class BatchSyncer:
         if not fds:
             return
         started = time.perf_counter()
-        if len(fds) > 1 and self.round_cost >= CONCURRENT_FROM:
+        if len(fds) > 1 and self.waits():
             for _ in self._threads().map(os.fsync, fds):
                 pass
             cost = time.perf_counter() - started  # one round for the whole batch
@@ -62,7 +66,16 @@ class BatchSyncer:
             for fd in fds:
                 os.fsync(fd)
             cost = (time.perf_counter() - started) / len(fds)  # a round per file
-        self.round_cost += (cost - self.round_cost) / 8
+        self.recent.append(cost)
+
+    def waits(self) -> bool:
+        """Whether fsync waits for a disk here: even the quickest of the last rounds was slow.
+
+        The least, not an average: a slow round on a busy machine may be this
+        process waiting for a CPU, while a disk makes every round slow.
+        """
+        recent = self.recent
+        return len(recent) == RECENT_ROUNDS and min(recent) >= CONCURRENT_FROM
 
     def _threads(self) -> ThreadPoolExecutor:
         if self._pool is None or self._pool_pid != os.getpid():
@@ -76,7 +89,7 @@ _syncer = BatchSyncer()
 
 def fsync_waits() -> bool:
     """Whether the recent fsyncs of this process waited for a disk (worth syncing in other threads)."""
-    return _syncer.round_cost >= CONCURRENT_FROM
+    return _syncer.waits()
 
 
 def make_durable(fds: Sequence[int]) -> None:
