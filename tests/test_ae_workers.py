@@ -117,3 +117,71 @@ def test_the_association_limit_is_the_aes_across_workers(tmp_path):
         first.release()
     finally:
         ae.shutdown()
+
+
+USER_PROGRAM = """
+import sys, threading
+from hsscp import AE, VerificationPresentationContexts
+
+def start():
+    ae = AE("HSSCP")
+    ae.supported_contexts = VerificationPresentationContexts
+    server = ae.start_server(("127.0.0.1", 0), block=False, workers=1, writers=1, output_directory=sys.argv[1])
+    print(server.server_address[1], flush=True)
+
+thread = threading.Thread(target=start)  # started from a thread that ends long before the program
+thread.start()
+thread.join()
+sys.stdin.read()  # until killed
+"""
+
+
+def test_a_server_started_without_blocking_stops_when_the_program_that_started_it_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from .peers import dcmtk_env, require_binary
+
+    program = subprocess.Popen([sys.executable, "-c", USER_PROGRAM, str(tmp_path / "out")], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        port = int(program.stdout.readline())
+        (supervisor,) = children_of(program.pid)
+        echo = subprocess.run([require_binary("echoscu"), "127.0.0.1", str(port)], env=dcmtk_env(),
+                              capture_output=True, text=True, timeout=30)
+        assert echo.returncode == 0, echo.stderr  # it serves, after the thread that started it ended
+        server = [supervisor, *children_of(supervisor)]  # and its worker and writer
+        assert len(server) == 3
+        program.kill()  # no shutdown(): gone as a crash or the OOM killer would end it
+        program.wait(10)
+        deadline = time.monotonic() + 30
+        while any(map(process_lives, server)):
+            assert time.monotonic() < deadline, "the server outlived the program that started it"
+            time.sleep(0.05)
+    finally:
+        program.kill()
+        os.killpg(program.pid, signal.SIGKILL)  # whatever of it is left: nothing may outlive the test
+
+
+def children_of(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (whichever of its threads forked them)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        children.append(int(entry))
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+    return children
+
+
+def process_lives(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except FileNotFoundError:
+        return False

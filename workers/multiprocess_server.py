@@ -4,7 +4,8 @@ The user's event handlers are inherited by the workers at fork and run
 there; without an ``EVT_C_STORE`` handler the built-in writer pool stores
 under ``output_directory``. ``block=True`` runs the supervisor in the
 calling process; otherwise it runs in a child process and ``shutdown()``
-stops it gracefully.
+stops it gracefully, as the end of the calling process does
+(:mod:`workers.lifeline`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from hsscp.aet import normalize_ae_title
 from hsscp.config import ProcessSettings
 from hsscp.transport import bind_listener
+from workers.lifeline import Lifeline
 from workers.scp import StorageSCP
 
 
@@ -50,6 +52,7 @@ class MultiprocessServer:
         self.socket = bind_listener(address)  # bound now, so port 0 is known at once
         self.server_address: tuple[str, int] = self.socket.getsockname()[:2]
         self._child = 0
+        self._lifeline: Lifeline | None = None
 
     def serve_forever(self) -> None:
         StorageSCP(
@@ -63,14 +66,18 @@ class MultiprocessServer:
         ).run()
 
     def start(self) -> MultiprocessServer:
+        lifeline = Lifeline()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
+                lifeline.watch()  # this process ending stops the server, as shutdown() does
                 self.serve_forever()
                 code = 0
             finally:
                 os._exit(code)
+        lifeline.hold()
+        self._lifeline = lifeline
         self._child = pid
         self.socket.close()  # the child owns the listener now
         return self
@@ -84,3 +91,6 @@ class MultiprocessServer:
             except (ProcessLookupError, ChildProcessError):
                 pass
             self._child = 0
+        if self._lifeline is not None:
+            self._lifeline.release()
+            self._lifeline = None
