@@ -14,10 +14,12 @@ same instances ``--runs`` times:
 Measured per run: wall time from the senders' start to their exit (process
 start-up included, for every sender alike), instances/s and MB/s of data
 set bytes, CPU of the SCP's whole process tree per instance, and CPU of the
-senders per instance. On each disk the durable ceiling is measured too,
-as the row ``fsync-bound``: K threads storing the same files with an fsync
+senders per instance. On a disk the durable ceiling is measured too, as
+the row ``fsync-bound``: K threads storing the same files with an fsync
 each and nothing else (:mod:`hsscp.loadgen.fsync_bound`), what an SCP that
-syncs before it answers can reach there. The table shows medians and the
+syncs before it answers can reach there. It runs on each hsscp SCP's disk
+just before each of that SCP's runs: this disk's speed drifts by the
+minute, and a ceiling measured at another time says little. The table shows medians and the
 ratio of instances/s to DCMTK ``storescp --fork`` with the same sender; for hsscp senders also
 the rate they report themselves (from the first association to the last
 response: Python start-up and the file scan excluded). The output is cleared
@@ -269,29 +271,20 @@ def run_plan(plan: Plan, data_root: str, work: str, say) -> bool:
             size = max(1 << 30, 2 * sum(length for _, _, length in data.values()) + (256 << 20))
             disk = functools.partial(fresh_disk, plan.disk_dir or work, size=size)
             _run_scps(plan, outfs, data, work, disk, say)
-            with disk(f"{outfs}-{FSYNC_BOUND}") as root:
-                _run_fsync_bound(plan, outfs, data, root, say)
     return on_tmpfs
 
 
-def _run_fsync_bound(plan: Plan, outfs: str, data: dict, root: str, say) -> None:
-    """The durable ceiling of the file system at ``root``, per data set and K, ``plan.runs`` times each."""
-    out = os.path.join(root, "out")
-    os.makedirs(out)
-    for kind in plan.datasets:
-        _, paths, size = data[kind]
-        for k in plan.associations:
-            for _ in range(plan.runs):
-                clear_output(out)
-                cpu, started = time.process_time(), time.perf_counter()
-                try:
-                    wall, ok, detail = fsync_bound.store_synced(paths, out, k), True, ""
-                except OSError as exc:
-                    wall, ok, detail = time.perf_counter() - started, False, str(exc)
-                result = RunResult(outfs, FSYNC_BOUND, "-", kind, k, 0, len(paths), size, wall,
-                                   time.process_time() - cpu, 0.0, ok, detail)
-                plan.results.append(result)
-                say(_progress_line(result))
+def _fsync_bound_run(outfs: str, kind: str, paths: list[str], size: int, k: int, out: str) -> RunResult:
+    """One measurement of the durable ceiling of the file system holding ``out`` (left empty after)."""
+    cpu, started = time.process_time(), time.perf_counter()
+    try:
+        wall, ok, detail = fsync_bound.store_synced(paths, out, k), True, ""
+    except OSError as exc:
+        wall, ok, detail = time.perf_counter() - started, False, str(exc)
+    result = RunResult(outfs, FSYNC_BOUND, "-", kind, k, 0, len(paths), size, wall, time.process_time() - cpu,
+                       0.0, ok, detail)
+    clear_output(out)
+    return result
 
 
 @contextlib.contextmanager
@@ -325,6 +318,10 @@ def _run_scps(plan: Plan, outfs: str, data: dict, work: str,
             with filesystem(f"{outfs}-{scp}-{pdu}") as root:
                 scp_out = os.path.join(root, "out")
                 os.makedirs(scp_out)
+                bound_out = None
+                if outfs == "disk" and scp.startswith("hsscp"):  # beside the SCP whose durability it bounds
+                    bound_out = os.path.join(root, FSYNC_BOUND)
+                    os.makedirs(bound_out)
                 port = scps.free_port()
                 with scps.running(spec, port, scp_out, pdu, os.path.join(work, f"{scp}.log")) as proc:
                     for kind in plan.datasets:
@@ -332,6 +329,10 @@ def _run_scps(plan: Plan, outfs: str, data: dict, work: str,
                         for k in plan.associations:
                             for sender in plan.senders:
                                 for _ in range(plan.runs):
+                                    if bound_out is not None:
+                                        bound = _fsync_bound_run(outfs, kind, paths, size, k, bound_out)
+                                        plan.results.append(bound)
+                                        say(_progress_line(bound))
                                     clear_output(scp_out)
                                     result = _one_run(plan, outfs, scp, proc, port, sender, kind, folder, paths,
                                                       size, k, pdu, work)
