@@ -19,9 +19,9 @@ the row ``fsync-bound``: K threads storing the same files with an fsync
 each and nothing else (:mod:`hsscp.loadgen.fsync_bound`), what an SCP that
 syncs before it answers can reach there. It runs on each hsscp SCP's disk
 just before each of that SCP's runs: this disk's speed drifts by the
-minute, and a ceiling measured at another time says little. The table shows medians and the
-ratio of instances/s to DCMTK ``storescp --fork`` with the same sender; for hsscp senders also
-the rate they report themselves (from the first association to the last
+minute, and a ceiling measured at another time says little. The table
+shows medians and the ratio of instances/s to DCMTK ``storescp --fork``
+with the same sender; for hsscp senders also the rate they report themselves (from the first association to the last
 response: Python start-up and the file scan excluded). The output is cleared
 before each run, so every run stores new instances, not duplicates. Runs should last
 seconds, or the ~0.4 s an hsscp sender takes to start dominates.
@@ -269,8 +269,7 @@ def run_plan(plan: Plan, data_root: str, work: str, say) -> bool:
             say("SCP output on a fresh ext4 file system (loop-mounted image) per SCP and PDU")
             # Every run overwrites the same files: room for one copy of every data set, twice over.
             size = max(1 << 30, 2 * sum(length for _, _, length in data.values()) + (256 << 20))
-            disk = functools.partial(fresh_disk, plan.disk_dir or work, size=size)
-            _run_scps(plan, outfs, data, work, disk, say)
+            _run_scps(plan, outfs, data, work, functools.partial(fresh_disk, plan.disk_dir or work, size=size), say)
     return on_tmpfs
 
 

@@ -8,9 +8,9 @@ another, creates each nameless in the output (``O_TMPFILE``, or a
 temporary name where there is none), writes it whole, fsyncs it and gives
 it its name, as ``--fsync file`` does. No network, no parsing, no hop
 between processes: the bytes are read into memory first. ``hsscp bench``
-measures this on each fresh disk beside the SCPs, so a durable SCP's rate
-can be read against what fsync on that disk allows, not only against SCPs
-that never sync.
+measures this on hsscp's disk just before each of its runs, so a durable
+SCP's rate can be read against what fsync on that disk allows, not only
+against SCPs that never sync.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 
 from hsscp.storage.durable import has_tmpfile, link_tmpfile, open_tmpfile
+from hsscp.storage.local import write_all
 
 __all__ = ["store_synced"]
 
@@ -64,9 +65,7 @@ def _store_one(content: bytes, path: str, folder: str, nameless: bool) -> None:
         temp = f"{path}.part"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
+        write_all(fd, [memoryview(content)])
         os.fsync(fd)
         if temp is None:
             link_tmpfile(fd, path)
